@@ -1,0 +1,35 @@
+"""The `raven` command: one subcommand per stage. Every Snakemake rule calls it; logic lives in the library.
+
+Each stage module defines `register(subparsers)` and imports heavy libraries only inside its handlers,
+so that `raven --help` stays fast.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import sys
+
+from raven import __version__
+
+STAGE_MODULES = ["spec"]
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="raven", description="RAVEN reproduction pipeline: one subcommand per stage.")
+    parser.add_argument("--version", action="version", version=f"raven {__version__}")
+    subparsers = parser.add_subparsers(dest="command", required=True, metavar="STAGE")
+    for name in STAGE_MODULES:
+        importlib.import_module(f"raven.cli.{name}").register(subparsers)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    from raven.config import ConfigError
+
+    args = build_parser().parse_args(argv)
+    try:
+        return int(args.handler(args) or 0)
+    except (ConfigError, FileNotFoundError) as error:
+        print(f"raven {args.command}: error: {error}", file=sys.stderr)
+        return 2

@@ -1,0 +1,43 @@
+"""`raven spec`: resolve config files into one run spec YAML (the input of every other stage)."""
+
+from __future__ import annotations
+
+import argparse
+import json
+
+
+def register(subparsers: argparse._SubParsersAction) -> None:
+    parser = subparsers.add_parser("spec", help="resolve config/ into a run spec YAML for one scale and row")
+    parser.add_argument("--config-dir", default="config")
+    parser.add_argument("--scale", help="a file config/scales/<scale>.yaml (default: config.yaml's 'scale')")
+    parser.add_argument("--row", help="a row of config/experiments.yaml")
+    parser.add_argument("--set", action="append", default=[], metavar="KEY=JSON",
+                        help="override one key path, e.g. --set seed=3 --set stages.dmd.iterations=10")
+    parser.add_argument("--out", required=True, help="where to write the resolved spec")
+    parser.set_defaults(handler=run)
+
+
+def parse_overrides(items: list[str]) -> dict:
+    from raven.config import ConfigError, deep_merge
+
+    overrides: dict = {}
+    for item in items:
+        key, sep, raw = item.partition("=")
+        if not sep or not key:
+            raise ConfigError(f"--set {item!r}: expected KEY=VALUE, e.g. seed=3")
+        try:
+            value = json.loads(raw)
+        except json.JSONDecodeError:
+            value = raw
+        for part in reversed(key.split(".")):
+            value = {part: value}
+        overrides = deep_merge(overrides, value)
+    return overrides
+
+
+def run(args: argparse.Namespace) -> int:
+    from raven.config import resolve_spec, write_spec
+
+    spec = resolve_spec(args.config_dir, args.scale, args.row, parse_overrides(args.set))
+    write_spec(spec, args.out)
+    return 0

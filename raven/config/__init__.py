@@ -1,0 +1,28 @@
+"""Run specs: pydantic models and YAML loading. Does not import torch."""
+
+from raven.config.load import (
+    ConfigError,
+    deep_merge,
+    load_experiments,
+    load_yaml,
+    read_spec,
+    resolve_spec,
+    stage_options,
+    validate,
+    write_spec,
+)
+from raven.config.spec import RunSpec, Section
+
+__all__ = [
+    "ConfigError",
+    "RunSpec",
+    "Section",
+    "deep_merge",
+    "load_experiments",
+    "load_yaml",
+    "read_spec",
+    "resolve_spec",
+    "stage_options",
+    "validate",
+    "write_spec",
+]

@@ -1,0 +1,119 @@
+"""YAML loading, merging and validation of run specs, with errors that name the file and key path."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any, TypeVar
+
+import yaml
+from pydantic import BaseModel, ValidationError
+
+from raven.config.spec import RunSpec
+
+Model = TypeVar("Model", bound=BaseModel)
+
+
+class ConfigError(ValueError):
+    """A config file or value is wrong; the message names the file, the key path and the fix."""
+
+
+def load_yaml(path: str | Path) -> dict[str, Any]:
+    path = Path(path)
+    if not path.is_file():
+        raise ConfigError(f"{path}: config file not found (expected a YAML mapping there)")
+    try:
+        data = yaml.safe_load(path.read_text())
+    except yaml.YAMLError as error:
+        raise ConfigError(f"{path}: not valid YAML: {error}") from error
+    if data is None:
+        return {}
+    if not isinstance(data, dict):
+        raise ConfigError(f"{path}: top level must be a mapping of keys, got {type(data).__name__}")
+    return data
+
+
+def deep_merge(base: Mapping[str, Any], override: Mapping[str, Any]) -> dict[str, Any]:
+    """Return `base` updated by `override`; nested mappings merge, everything else replaces."""
+    merged = dict(base)
+    for key, value in override.items():
+        if isinstance(value, Mapping) and isinstance(merged.get(key), Mapping):
+            merged[key] = deep_merge(merged[key], value)
+        else:
+            merged[key] = value
+    return merged
+
+
+def format_validation_error(error: ValidationError, source: str) -> str:
+    lines = [f"{source}: invalid config"]
+    for item in error.errors():
+        key_path = ".".join(str(part) for part in item["loc"]) or "<root>"
+        value = item.get("input")
+        shown = f" (got {value!r})" if not isinstance(value, (dict, list)) else ""
+        lines.append(f"  {key_path}: {item['msg']}{shown}")
+    return "\n".join(lines)
+
+
+def validate(model: type[Model], data: Mapping[str, Any], source: str) -> Model:
+    """Validate `data` against `model`, raising ConfigError with every bad key path."""
+    try:
+        return model.model_validate(dict(data))
+    except ValidationError as error:
+        raise ConfigError(format_validation_error(error, source)) from None
+
+
+def stage_options(spec: RunSpec, stage: str, model: type[Model]) -> Model:
+    """The validated options of one stage, from `spec.stages[stage]`."""
+    return validate(model, spec.stages.get(stage, {}), f"run spec key 'stages.{stage}'")
+
+
+def resolve_spec(
+    config_dir: str | Path = "config",
+    scale: str | None = None,
+    row: str | None = None,
+    overrides: Mapping[str, Any] | None = None,
+) -> RunSpec:
+    """Merge config.yaml, scales/<scale>.yaml and a row of experiments.yaml into a RunSpec."""
+    config_dir = Path(config_dir)
+    base = load_yaml(config_dir / "config.yaml")
+    scale = scale or base.get("scale")
+    if not scale:
+        raise ConfigError(f"{config_dir / 'config.yaml'}: key 'scale' is missing (one of config/scales/*.yaml)")
+    scale_file = config_dir / "scales" / f"{scale}.yaml"
+    if not scale_file.is_file():
+        known = sorted(p.stem for p in (config_dir / "scales").glob("*.yaml"))
+        raise ConfigError(f"scale {scale!r}: no file {scale_file}; known scales: {known}")
+    merged = deep_merge({k: v for k, v in base.items() if k in RunSpec.model_fields}, load_yaml(scale_file))
+    merged["scale"] = scale
+    if row is not None:
+        merged = deep_merge(merged, row_overrides(config_dir, row))
+        merged["row"] = row
+    if overrides:
+        merged = deep_merge(merged, overrides)
+    return validate(RunSpec, merged, f"run spec (scale {scale!r}, row {row!r})")
+
+
+def load_experiments(config_dir: str | Path = "config") -> dict[str, dict[str, Any]]:
+    """The rows of config/experiments.yaml, keyed by row name."""
+    path = Path(config_dir) / "experiments.yaml"
+    rows = load_yaml(path).get("rows")
+    if not isinstance(rows, dict) or not rows:
+        raise ConfigError(f"{path}: key 'rows' must map row names to their settings")
+    return rows
+
+
+def row_overrides(config_dir: str | Path, row: str) -> dict[str, Any]:
+    rows = load_experiments(config_dir)
+    if row not in rows:
+        raise ConfigError(f"row {row!r} is not in {Path(config_dir) / 'experiments.yaml'}; known rows: {sorted(rows)}")
+    return dict(rows[row].get("overrides") or {})
+
+
+def write_spec(spec: RunSpec, path: str | Path) -> None:
+    from raven.io import atomic_write_text
+
+    atomic_write_text(path, yaml.safe_dump(spec.model_dump(mode="json"), sort_keys=False))
+
+
+def read_spec(path: str | Path) -> RunSpec:
+    return validate(RunSpec, load_yaml(path), str(path))

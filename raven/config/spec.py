@@ -1,0 +1,177 @@
+"""Pydantic models of a resolved run spec.
+
+A run spec is `config/config.yaml` (paths, launcher) merged with `config/scales/<scale>.yaml`
+(dims, geometry, budgets) and a row's overrides from `config/experiments.yaml`. Every section
+forbids unknown keys so that a typo is an error naming its key path, never a silent default.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Literal
+
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+
+WeightingSpec = float | str
+HistoryMode = Literal["raven", "sf", "df", "tf", "df_self_rollout"]
+LauncherName = Literal["local", "debug", "slurm"]
+
+
+class Section(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class VideoSpec(Section):
+    """Pixel geometry of generated and training videos."""
+
+    height: int = Field(gt=0)
+    width: int = Field(gt=0)
+    frames: int = Field(gt=0)
+    fps: int = Field(gt=0)
+
+
+class CodecSpec(Section):
+    """Pixel <-> latent codec: `pixel` (exact space-to-depth, toy scales) or `wan_vae`."""
+
+    kind: Literal["pixel", "wan_vae"]
+    path: Path | None = None
+    spatial_factor: int = Field(default=2, gt=0)
+    temporal_factor: int = Field(default=1, gt=0)
+    latent_channels: int = Field(default=12, gt=0)
+
+    @model_validator(mode="after")
+    def _vae_needs_path(self) -> "CodecSpec":
+        if self.kind == "wan_vae" and self.path is None:
+            raise ValueError("codec.kind 'wan_vae' needs codec.path: a local diffusers AutoencoderKLWan folder")
+        return self
+
+
+class TextEncoderSpec(Section):
+    """UMT5 encoder: `toy` builds a small random-initialised UMT5 with a word-level tokenizer."""
+
+    kind: Literal["toy", "umt5"]
+    path: Path | None = None
+    tokenizer_path: Path | None = None
+    max_length: int = Field(default=16, gt=0)
+    d_model: int = Field(default=64, gt=0)
+    num_layers: int = Field(default=2, gt=0)
+    num_heads: int = Field(default=4, gt=0)
+    d_ff: int = Field(default=128, gt=0)
+
+    @model_validator(mode="after")
+    def _umt5_needs_path(self) -> "TextEncoderSpec":
+        if self.kind == "umt5" and self.path is None:
+            raise ValueError("text_encoder.kind 'umt5' needs text_encoder.path: a local UMT5 encoder folder")
+        return self
+
+
+class TransformerSpec(Section):
+    """Dimensions of the diffusers `WanTransformer3DModel` (student, critic and base share them)."""
+
+    num_layers: int = Field(gt=0)
+    num_attention_heads: int = Field(gt=0)
+    attention_head_dim: int = Field(gt=0)
+    ffn_dim: int = Field(gt=0)
+    freq_dim: int = Field(default=256, gt=0)
+    patch_size: tuple[int, int, int] = (1, 2, 2)
+    cross_attn_norm: bool = True
+    qk_norm: str = "rms_norm_across_heads"
+    eps: float = 1e-6
+
+    @property
+    def inner_dim(self) -> int:
+        return self.num_attention_heads * self.attention_head_dim
+
+
+class ChunkSpec(Section):
+    """Chunking of the latent video, counted in latent frames; sink/window counted in chunks."""
+
+    chunk_size: int = Field(default=3, gt=0)
+    first_chunk_size: int | None = Field(default=None, gt=0)
+    sink: int = Field(default=0, ge=0)
+    window: int | None = Field(default=None, gt=0)
+
+
+class SamplerSpec(Section):
+    """The student's few-step sampler (SPEC §2) or a baseline's step list (SPEC §9)."""
+
+    kind: Literal["consistency", "euler_maruyama", "rolling"] = "consistency"
+    num_steps: int = Field(default=4, gt=0)
+    shift: float = Field(default=5.0, gt=0)
+    warp: bool = True
+    timesteps: list[int] | None = None
+    eta: float = Field(default=0.0, ge=0)
+    guidance: float = Field(default=1.0, ge=0)
+    rolling_window: int = Field(default=5, gt=0)
+
+
+class OptimSpec(Section):
+    lr: float = Field(gt=0)
+    betas: tuple[float, float] = (0.0, 0.999)
+    eps: float = Field(default=1e-8, gt=0)
+    weight_decay: float = Field(default=0.0, ge=0)
+    grad_clip: float = Field(default=1000.0, gt=0)
+
+
+class WeightsSpec(Section):
+    """Local weight paths. `None` means: train it in this pipeline (toy scales)."""
+
+    teacher: Path | None = None
+    base: Path | None = None
+    causal_init: Path | None = None
+    raven: Path | None = None
+
+
+class LauncherSpec(Section):
+    """How `raven launch` submits a stage through submitit."""
+
+    name: LauncherName = "local"
+    nodes: int = Field(default=1, gt=0)
+    gpus_per_node: int = Field(default=0, ge=0)
+    cpus_per_task: int = Field(default=2, gt=0)
+    mem_gb: int = Field(default=8, gt=0)
+    timeout_min: int = Field(default=60, gt=0)
+    partition: str | None = None
+    account: str | None = None
+    max_requeues: int = Field(default=3, ge=0)
+    extra_sbatch: dict[str, str] = Field(default_factory=dict)
+
+
+class RunSpec(Section):
+    """Everything one stage needs, resolved from config files; written next to the stage's outputs."""
+
+    scale: str
+    row: str | None = None
+    seed: int = 0
+    results_dir: Path = Path("results")
+    tracking_uri: str = "sqlite:///results/mlflow.db"
+    video: VideoSpec
+    codec: CodecSpec
+    text_encoder: TextEncoderSpec
+    transformer: TransformerSpec
+    chunks: ChunkSpec = ChunkSpec()
+    sampler: SamplerSpec = SamplerSpec()
+    weights: WeightsSpec = WeightsSpec()
+    launcher: LauncherSpec = LauncherSpec()
+    stages: dict[str, dict] = Field(
+        default_factory=dict,
+        description="Per-stage options (base, ode_init, dmd, cmgrpo, eval...); each stage validates its own.",
+    )
+
+    @field_validator("scale")
+    @classmethod
+    def _scale_is_a_name(cls, value: str) -> str:
+        if not value.isidentifier():
+            raise ValueError(f"scale {value!r} must be a plain name such as 'tiny' (a file config/scales/<scale>.yaml)")
+        return value
+
+    @property
+    def latent_frames(self) -> int:
+        factor = self.codec.temporal_factor
+        return 1 + (self.video.frames - 1) // factor if factor > 1 else self.video.frames
+
+    @property
+    def latent_shape(self) -> tuple[int, int, int, int]:
+        """(channels, latent frames, height, width) of one video latent."""
+        factor = self.codec.spatial_factor
+        return (self.codec.latent_channels, self.latent_frames, self.video.height // factor, self.video.width // factor)

@@ -1,0 +1,91 @@
+"""Flow-matching schedule and timestep samplers (SPEC §1) and the sampler's step list (SPEC §2).
+
+Time is an integer t in [0, 1000]; sigma = t / 1000. The network predicts velocity v = eps - x0.
+"""
+
+from __future__ import annotations
+
+import math
+
+import torch
+
+NUM_TRAIN_TIMESTEPS = 1000
+
+
+def sigma_of(t: torch.Tensor | float) -> torch.Tensor | float:
+    return t / NUM_TRAIN_TIMESTEPS
+
+
+def _broadcast(sigma: torch.Tensor | float, like: torch.Tensor) -> torch.Tensor | float:
+    """Reshape a per-sample or per-frame sigma so it broadcasts against a [B, C, F, H, W] latent."""
+    if not isinstance(sigma, torch.Tensor) or sigma.ndim == 0:
+        return sigma
+    if sigma.ndim == 1:
+        return sigma.to(like.dtype).view(-1, *([1] * (like.ndim - 1)))
+    if sigma.ndim == 2 and like.ndim == 5:  # [B, F]: one time per latent frame
+        return sigma.to(like.dtype)[:, None, :, None, None]
+    raise ValueError(f"sigma of shape {tuple(sigma.shape)} does not broadcast against {tuple(like.shape)}")
+
+
+def add_noise(x0: torch.Tensor, noise: torch.Tensor, t: torch.Tensor | float) -> torch.Tensor:
+    """x_t = (1 - sigma) x0 + sigma eps."""
+    sigma = _broadcast(sigma_of(t), x0)
+    return (1 - sigma) * x0 + sigma * noise
+
+
+def x0_from_velocity(x_t: torch.Tensor, velocity: torch.Tensor, t: torch.Tensor | float) -> torch.Tensor:
+    """x0_hat = x_t - sigma v."""
+    return x_t - _broadcast(sigma_of(t), x_t) * velocity
+
+
+def noise_from_velocity(x_t: torch.Tensor, velocity: torch.Tensor, t: torch.Tensor | float) -> torch.Tensor:
+    """eps_hat = x_t + (1 - sigma) v."""
+    return x_t + (1 - _broadcast(sigma_of(t), x_t)) * velocity
+
+
+def velocity_target(x0: torch.Tensor, noise: torch.Tensor) -> torch.Tensor:
+    return noise - x0
+
+
+def shift_warp(u: torch.Tensor | float, shift: float) -> torch.Tensor | float:
+    """u' = s u / (1 + (s - 1) u): the time shift of SD3/Wan."""
+    return shift * u / (1 + (shift - 1) * u)
+
+
+def sampling_timesteps(num_steps: int, shift: float, warp: bool = True) -> list[int]:
+    """The few-step sampler's times: u = 1, 1 - 1/n, ..., 1/n, warped by `shift` and rounded.
+
+    (4, 5.0) gives [1000, 938, 833, 625]; CausVid's unwarped 3 steps use an explicit list instead.
+    """
+    if num_steps <= 0:
+        raise ValueError(f"num_steps must be positive, got {num_steps}")
+    times = []
+    for k in range(num_steps):
+        u = 1 - k / num_steps
+        u = shift_warp(u, shift) if warp else u
+        times.append(int(round(NUM_TRAIN_TIMESTEPS * u)))
+    return times
+
+
+def uniform_shift_timesteps(
+    batch: int, shift: float, low: float, high: float, generator: torch.Generator | None = None
+) -> torch.Tensor:
+    """t = round(1000 (a + (b - a) u')), u' the shifted uniform (SPEC §1). RAVEN: s = 5 on [0.02, 0.98]."""
+    u = torch.rand(batch, generator=generator, dtype=torch.float64)
+    warped = shift_warp(u, shift)
+    return torch.round(NUM_TRAIN_TIMESTEPS * (low + (high - low) * warped)).long()
+
+
+def logit_normal_timesteps(
+    batch: int, mean: float, std: float, generator: torch.Generator | None = None
+) -> torch.Tensor:
+    """t = round(1000 sigmoid(m + s z)), z ~ N(0, 1)."""
+    z = torch.randn(batch, generator=generator, dtype=torch.float64)
+    return torch.round(NUM_TRAIN_TIMESTEPS * torch.sigmoid(mean + std * z)).long()
+
+
+def mode_timesteps(batch: int, scale: float, generator: torch.Generator | None = None) -> torch.Tensor:
+    """SD3's mode sampling: t = 1000 f_s(u), f_s(u) = 1 - u - s (cos^2(pi u / 2) - 1 + u)."""
+    u = torch.rand(batch, generator=generator, dtype=torch.float64)
+    value = 1 - u - scale * (torch.cos(math.pi * u / 2) ** 2 - 1 + u)
+    return torch.round(NUM_TRAIN_TIMESTEPS * value.clamp(0, 1)).long()
