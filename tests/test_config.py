@@ -46,3 +46,12 @@ def test_uniform_shift_sampler_stays_in_range_and_is_seeded():
     assert t1.min() >= 20 and t1.max() <= 980
     # shift 5 puts the median at 1000*(0.02 + 0.96*warp(0.5)) = 820
     assert abs(float(t1.float().median()) - (20 + 960 * shift_warp(0.5, 5.0))) < 25
+
+
+def test_a_key_given_twice_is_an_error_naming_it(tmp_path):
+    from raven.config.load import ConfigError, load_yaml
+
+    path = tmp_path / "twice.yaml"
+    path.write_text("stages:\n  base: {budget_s: 1}\n  base: {budget_s: 2}\n")
+    with pytest.raises(ConfigError, match="'base' is given twice"):
+        load_yaml(path)

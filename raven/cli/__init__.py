@@ -12,7 +12,7 @@ import sys
 
 from raven import __version__
 
-STAGE_MODULES = ["spec"]
+STAGE_MODULES = ["spec", "data", "launch", "tables", "report", "weights"]
 
 
 def build_parser() -> argparse.ArgumentParser:

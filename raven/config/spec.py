@@ -129,11 +129,12 @@ class LauncherSpec(Section):
     nodes: int = Field(default=1, gt=0)
     gpus_per_node: int = Field(default=0, ge=0)
     cpus_per_task: int = Field(default=2, gt=0)
-    mem_gb: int = Field(default=8, gt=0)
+    mem_gb: float = Field(default=8, gt=0)
     timeout_min: int = Field(default=60, gt=0)
     partition: str | None = None
     account: str | None = None
     max_requeues: int = Field(default=3, ge=0)
+    signal_delay_s: int = Field(default=120, ge=0, description="SLURM warns the job this long before its time limit")
     extra_sbatch: dict[str, str] = Field(default_factory=dict)
 
 
@@ -153,6 +154,10 @@ class RunSpec(Section):
     sampler: SamplerSpec = SamplerSpec()
     weights: WeightsSpec = WeightsSpec()
     launcher: LauncherSpec = LauncherSpec()
+    launchers: dict[str, dict] = Field(
+        default_factory=dict,
+        description="Per-stage launcher overrides merged onto `launcher` by `raven launch --stage NAME`.",
+    )
     stages: dict[str, dict] = Field(
         default_factory=dict,
         description="Per-stage options (base, ode_init, dmd, cmgrpo, eval...); each stage validates its own.",

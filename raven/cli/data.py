@@ -1,0 +1,71 @@
+"""`raven data`: training / held-out prompt files and clip shards (options under `stages.data`)."""
+
+from __future__ import annotations
+
+import argparse
+
+
+def register(subparsers: argparse._SubParsersAction) -> None:
+    parser = subparsers.add_parser("data", help="prompt files and clip shards")
+    commands = parser.add_subparsers(dest="data_command", required=True, metavar="COMMAND")
+    prompts = commands.add_parser("prompts", help="write training and held-out prompt files")
+    prompts.add_argument("--spec", required=True, help="resolved run spec YAML (raven spec)")
+    prompts.add_argument("--out-train", required=True)
+    prompts.add_argument("--out-heldout", required=True)
+    prompts.add_argument("--summary", help="summary JSON (default: beside --out-train, prompts_summary.json)")
+    prompts.set_defaults(handler=run_prompts)
+    clips = commands.add_parser("clips", help="write clip shards (toy world or OpenVid) into --out")
+    clips.add_argument("--spec", required=True)
+    clips.add_argument("--prompts", help="training prompt file (toy clips)")
+    clips.add_argument("--out", required=True, help="folder for shard-*.parquet and summary.json")
+    clips.set_defaults(handler=run_clips)
+
+
+def _options(spec_path: str):
+    from raven.config import read_spec, stage_options
+    from raven.data.options import DataOptions
+
+    spec = read_spec(spec_path)
+    return spec, stage_options(spec, "data", DataOptions)
+
+
+def _fail(error: ValueError) -> int:
+    import sys
+
+    print(f"raven data: error: {error}", file=sys.stderr)
+    return 2
+
+
+def run_prompts(args: argparse.Namespace) -> int:
+    from pathlib import Path
+
+    from raven.data.prompts import write_prompt_file
+    from raven.data.stage import build_prompts
+    from raven.io import atomic_write_json
+
+    _, options = _options(args.spec)
+    try:
+        train, heldout, summary = build_prompts(options)
+    except ValueError as error:
+        return _fail(error)
+    write_prompt_file(args.out_train, train)
+    write_prompt_file(args.out_heldout, heldout)
+    summary_path = args.summary or Path(args.out_train).parent / "prompts_summary.json"
+    atomic_write_json(summary_path, {**summary, "train": len(train), "heldout": len(heldout), "seed": options.seed})
+    return 0
+
+
+def run_clips(args: argparse.Namespace) -> int:
+    from pathlib import Path
+
+    from raven.data.stage import build_clips
+    from raven.io import atomic_write_json
+
+    spec, options = _options(args.spec)
+    out = Path(args.out)
+    try:
+        summary = build_clips(spec, options, Path(args.prompts) if args.prompts else None, out)
+    except ValueError as error:
+        return _fail(error)
+    atomic_write_json(out / "summary.json", summary)
+    return 0

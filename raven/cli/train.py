@@ -1,0 +1,59 @@
+"""`raven train <trainer>`: every trainer runs the one loop of `raven.training.loop`.
+
+Trainers: `base` (bidirectional base model, SPEC §1), `causal-teacher` and `ode-init` (SPEC §6).
+Each writes checkpoints, `<out>/model`, `<out>/model_ema` and `<out>/summary.json` last; a rerun resumes.
+"""
+
+from __future__ import annotations
+
+import argparse
+
+
+def register(subparsers: argparse._SubParsersAction) -> None:
+    parser = subparsers.add_parser("train", help="train a model (base, causal-teacher, ode-init, ...)")
+    commands = parser.add_subparsers(dest="train_command", required=True, metavar="TRAINER")
+
+    base = commands.add_parser("base", help="pretrain the bidirectional base model (flow matching)")
+    base.add_argument("--spec", required=True, help="resolved run spec YAML (raven spec)")
+    data = base.add_mutually_exclusive_group(required=True)
+    data.add_argument("--clips", help="clip shards (raven data clips): objective flow")
+    data.add_argument("--prompts", help="training prompt file: objective exact (the toy world's denoiser)")
+    base.add_argument("--out", required=True)
+    base.set_defaults(handler=run_base)
+
+    teacher = commands.add_parser("causal-teacher", help="block-causal teacher by teacher forcing (SPEC §6 step 1)")
+    teacher.add_argument("--spec", required=True)
+    teacher.add_argument("--init", help="base model folder (save_pretrained); not needed for kind 'exact'")
+    data = teacher.add_mutually_exclusive_group()
+    data.add_argument("--clips", help="clip shards of real videos")
+    data.add_argument("--prompts", help="training prompt file (videos drawn from the toy world's mixture)")
+    teacher.add_argument("--out", required=True)
+    teacher.set_defaults(handler=run_causal_teacher)
+
+    ode_init = commands.add_parser("ode-init", help="regress the few-step causal student on ODE pairs (SPEC §6)")
+    ode_init.add_argument("--spec", required=True)
+    ode_init.add_argument("--pairs", required=True, help="folder written by `raven ode pairs`")
+    ode_init.add_argument("--init", required=True, help="base model folder (save_pretrained)")
+    ode_init.add_argument("--out", required=True)
+    ode_init.set_defaults(handler=run_ode_init)
+
+
+def run_base(args: argparse.Namespace) -> int:
+    from raven.training.base import train_base
+
+    train_base(args.spec, clips=args.clips, prompts=args.prompts, out=args.out)
+    return 0
+
+
+def run_causal_teacher(args: argparse.Namespace) -> int:
+    from raven.training.causal_teacher import train_causal_teacher
+
+    train_causal_teacher(args.spec, init=args.init, clips=args.clips, prompts=args.prompts, out=args.out)
+    return 0
+
+
+def run_ode_init(args: argparse.Namespace) -> int:
+    from raven.training.ode_init import train_ode_init
+
+    train_ode_init(args.spec, pairs=args.pairs, init=args.init, out=args.out)
+    return 0

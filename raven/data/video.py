@@ -1,0 +1,71 @@
+"""mp4 video I/O with PyAV. On disk: uint8 [T, H, W, 3] RGB frames; in a shard: the mp4 bytes.
+
+Encoding is libx264rgb at `crf` (0 = lossless, the default: toy clips are 16 px and a lossy codec
+would blur their colours); decoding returns every frame and the stream's frame rate.
+"""
+
+from __future__ import annotations
+
+import io
+from pathlib import Path
+
+import av
+import numpy as np
+
+from raven.io import atomic_path
+
+
+class VideoError(ValueError):
+    """A video that cannot be decoded: corrupt, truncated or not a video."""
+
+
+def encode_mp4(frames: np.ndarray, fps: float, crf: int = 0) -> bytes:
+    """uint8 [T, H, W, 3] -> mp4 bytes (H and W even or not: libx264rgb has no chroma subsampling)."""
+    frames = np.asarray(frames)
+    if frames.dtype != np.uint8 or frames.ndim != 4 or frames.shape[-1] != 3 or len(frames) == 0:
+        raise ValueError(f"encode_mp4 expects non-empty uint8 [T, H, W, 3], got {frames.dtype} {frames.shape}")
+    buffer = io.BytesIO()
+    with av.open(buffer, "w", format="mp4") as container:
+        stream = container.add_stream("libx264rgb", rate=int(round(fps)))
+        stream.width, stream.height = frames.shape[2], frames.shape[1]
+        stream.pix_fmt = "rgb24"
+        stream.options = {"crf": str(crf)}
+        for frame in frames:
+            for packet in stream.encode(av.VideoFrame.from_ndarray(np.ascontiguousarray(frame), format="rgb24")):
+                container.mux(packet)
+        for packet in stream.encode():
+            container.mux(packet)
+    return buffer.getvalue()
+
+
+def decode_mp4(data: bytes | Path | str, name: str | None = None) -> tuple[np.ndarray, float]:
+    """mp4 bytes or path -> (uint8 [T, H, W, 3], fps). A corrupt or truncated video raises VideoError naming it."""
+    source = io.BytesIO(data) if isinstance(data, bytes) else str(data)
+    label = name or (str(data) if not isinstance(data, bytes) else "<mp4 bytes>")
+    try:
+        with av.open(source) as container:
+            if not container.streams.video:
+                raise VideoError(f"{label}: no video stream")
+            stream = container.streams.video[0]
+            fps = float(stream.average_rate or stream.base_rate or 0)
+            frames = [frame.to_ndarray(format="rgb24") for frame in container.decode(video=0)]
+    except (av.error.FFmpegError, EOFError) as error:
+        raise VideoError(f"{label}: corrupt or truncated video ({error}); re-export it or drop it") from None
+    if not frames:
+        raise VideoError(f"{label}: no decodable frames (truncated file?)")
+    if fps <= 0:
+        raise VideoError(f"{label}: the video stream has no frame rate")
+    return np.stack(frames), fps
+
+
+def write_mp4(path: str | Path, frames: np.ndarray, fps: float, crf: int = 0) -> None:
+    """Write an mp4 atomically."""
+    with atomic_path(path) as tmp:
+        tmp.write_bytes(encode_mp4(frames, fps, crf))
+
+
+def read_mp4(path: str | Path) -> tuple[np.ndarray, float]:
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"{path}: video file not found")
+    return decode_mp4(path, name=str(path))

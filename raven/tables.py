@@ -1,0 +1,113 @@
+"""Paper tables: our rows beside the paper's numbers (config/paper_tables.yaml), as Markdown and CSV.
+
+A row JSON (written by the evaluation stage) holds `total`, `quality`, `semantic` as fractions and
+`dyn_deg` on the 1-4 scale; tables print the first three ×100 like the paper. The chunk-weighting
+table of the paper lost which parameter belongs to which row within a family, so those rows are
+compared as sets: within a family, our values and the paper's are matched in sorted order.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+from collections.abc import Mapping
+from typing import Any
+
+COLUMNS = ("total", "quality", "semantic", "dyn_deg")
+PERCENT = {"total", "quality", "semantic"}
+HEADERS = {"total": "Total", "quality": "Quality", "semantic": "Semantic", "dyn_deg": "Dyn.Deg"}
+
+
+def ours(row: Mapping[str, Any], column: str) -> float | None:
+    value = row.get(column)
+    if value is None:
+        return None
+    return float(value) * 100 if column in PERCENT else float(value)
+
+
+def paper_rows(paper: Mapping[str, Any], table: str) -> dict[str, dict[str, float]]:
+    """The paper's numbers of `table` keyed by our row labels (chunk-weighting pairs: see set_matches)."""
+    entries = paper.get(table)
+    if entries is None:
+        return {}
+    if table == "reward_weights":
+        return {reward_label(entry): entry for entry in entries}
+    if isinstance(entries, Mapping) and "rows" not in entries:
+        return dict(entries)
+    return {}
+
+
+def reward_label(entry: Mapping[str, Any]) -> str:
+    """`ta2_dd0.35_ms0.75_aq1_iq1` for a weight row of the paper; `raven_only` for the row without CM-GRPO."""
+    if entry.get("ta") is None:
+        return "raven_only"
+    return "_".join(f"{key}{entry[key]:g}" for key in ("ta", "dd", "ms", "aq", "iq"))
+
+
+def set_matches(paper: Mapping[str, Any], measured: Mapping[str, Mapping[str, Any]]) -> dict[str, dict[str, float]]:
+    """Chunk-weighting rows: within each family with several candidate specs, pair our rows with the
+    paper's rows by the rank of their Total (the paper's assignment inside a family is unknown)."""
+    families: dict[tuple[str, ...], list[Mapping[str, Any]]] = {}
+    for entry in paper["chunk_weighting"]["rows"]:
+        families.setdefault(tuple(entry["candidates"]), []).append(entry)
+    matched: dict[str, dict[str, float]] = {}
+    for candidates, entries in families.items():
+        present = [label for label in candidates if label in measured]
+        by_total = sorted(present, key=lambda label: ours(measured[label], "total") or 0.0)
+        for label, entry in zip(by_total, sorted(entries, key=lambda e: e["total"])):
+            matched[label] = dict(entry)
+    return matched
+
+
+def build_table(table: str, measured: Mapping[str, Mapping[str, Any]], paper: Mapping[str, Any]) -> list[dict[str, Any]]:
+    """One record per row label: ours, the paper's and the difference for every column."""
+    reference = set_matches(paper, measured) if table == "chunk_weighting" else paper_rows(paper, table)
+    records = []
+    for label, row in measured.items():
+        record: dict[str, Any] = {"row": label, "recipe": row.get("recipe", "")}
+        for column in COLUMNS:
+            mine, theirs = ours(row, column), reference.get(label, {}).get(column)
+            record[column] = mine
+            record[f"paper_{column}"] = theirs
+            record[f"diff_{column}"] = None if mine is None or theirs is None else mine - theirs
+        records.append(record)
+    return records
+
+
+def number(value: float | None, digits: int) -> str:
+    return "–" if value is None else f"{value:.{digits}f}"
+
+
+def signed(value: float | None, digits: int) -> str:
+    return "–" if value is None else f"{value:+.{digits}f}"
+
+
+def to_markdown(table: str, records: list[dict[str, Any]], scale: str) -> str:
+    """Markdown: one line per row, each column as `ours (paper, ±diff)`."""
+    lines = [f"# {table} ({scale} scale)", ""]
+    if scale != "paper":
+        lines += [f"**Toy-world scores** (scale `{scale}`): the toy-world benchmark's Total/Quality/Semantic and "
+                  "dynamic degree, not VBench / UnifiedReward. The paper's numbers are shown for orientation only.", ""]
+    if table == "chunk_weighting":
+        lines += ["The paper's table lost which spec belongs to which row within a family (mode_0.81 / mode_-0.54; "
+                  "0 / 1): those rows are compared as sets, matched by rank of Total.", ""]
+    lines.append("| row | " + " | ".join(HEADERS[c] + " (paper, diff)" for c in COLUMNS) + " | recipe |")
+    lines.append("|---" * (len(COLUMNS) + 2) + "|")
+    for record in records:
+        cells = []
+        for column in COLUMNS:
+            digits = 3 if column == "dyn_deg" else 2
+            cells.append(f"{number(record[column], digits)} ({number(record['paper_' + column], digits)}, "
+                         f"{signed(record['diff_' + column], digits)})")
+        lines.append(f"| {record['row']} | " + " | ".join(cells) + f" | {record['recipe']} |")
+    return "\n".join(lines) + "\n"
+
+
+def to_csv(records: list[dict[str, Any]]) -> str:
+    fields = ["row", *[f"{p}{c}" for c in COLUMNS for p in ("", "paper_", "diff_")], "recipe"]
+    buffer = io.StringIO()
+    writer = csv.DictWriter(buffer, fieldnames=fields, lineterminator="\n")
+    writer.writeheader()
+    for record in records:
+        writer.writerow({key: "" if record[key] is None else record[key] for key in fields})
+    return buffer.getvalue()

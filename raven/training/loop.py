@@ -1,0 +1,297 @@
+"""The one training loop shared by every trainer (base, causal teacher, ODE init, DMD, CM-GRPO).
+
+A trainer is a list of `TrainedModel`s (each with its own AdamW and optional EMA) and a `step(ctx)`
+that computes losses and calls `ctx.optimisers.update(name, loss)` for each model it trains in that
+iteration (TTUR lives in the step: DMD updates the critic every iteration and the student every
+`ttur`-th). The loop owns everything around it: per-rank seeds (SPEC §4), NaN/Inf-gradient skipping,
+checkpoints with resume, MLflow logging, progress bar, final export and the JSON summary.
+"""
+
+from __future__ import annotations
+
+import shutil
+import time
+from collections.abc import Mapping, Sequence
+from contextlib import nullcontext
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Protocol
+
+import torch
+from tqdm import tqdm
+
+from raven.config.spec import OptimSpec
+from raven.io import atomic_write_json
+from raven.training.checkpoint import (
+    checkpoint_iteration,
+    latest_checkpoint,
+    load_part,
+    publish,
+    rng_state,
+    save_part,
+    set_rng_state,
+    staging_folder,
+)
+from raven.training.distributed import World
+from raven.training.ema import EMA
+
+LOG_FLUSH_EVERY = 25  # MLflow writes are batched; every step is still logged
+
+
+@dataclass
+class TrainedModel:
+    """A model the loop optimises. `export`: folder under <out> for the final `save_pretrained`
+    (its EMA goes to `<export>_ema`); None for models that are not exported (e.g. the critic)."""
+
+    name: str
+    module: torch.nn.Module
+    optim: OptimSpec
+    ema_decay: float | None = None
+    export: str | None = None
+
+
+@dataclass(frozen=True)
+class LoopOptions:
+    iterations: int
+    checkpoint_every: int
+    seed: int = 0
+    keep_checkpoints: int = 2
+    budget_s: float | None = None  # stop early (checkpoint + export) once this much training time has passed
+
+
+class Optimisers:
+    """AdamW (own lr/betas/eps/weight decay) and EMA per model; skips steps whose grad norm is NaN/Inf."""
+
+    def __init__(self, models: Sequence[TrainedModel], world: World):
+        self.world = world
+        self.models = {m.name: m for m in models}
+        for model in models:
+            world.prepare(model.module)
+        self.params = {m.name: [p for p in m.module.parameters() if p.requires_grad] for m in models}
+        self.optimizers = {
+            m.name: torch.optim.AdamW(self.params[m.name], lr=m.optim.lr, betas=m.optim.betas, eps=m.optim.eps,
+                                      weight_decay=m.optim.weight_decay)
+            for m in models
+        }
+        self.emas = {m.name: EMA(m.module, m.ema_decay) for m in models if m.ema_decay is not None}
+        self.skipped = {m.name: 0 for m in models}
+
+    def update(self, name: str, loss: torch.Tensor) -> dict[str, float]:
+        """Backward of `loss`, then one optimiser step of model `name` (see `step`); returns its metrics."""
+        loss.backward()
+        return {f"loss/{name}": float(self.world.all_reduce_mean(loss.detach().float())), **self.step(name)}
+
+    def step(self, name: str) -> dict[str, float]:
+        """Average gradients over ranks, clip, step unless the norm is NaN/Inf (then skip and count), EMA."""
+        model, params = self.models[name], self.params[name]
+        self.world.average_gradients(params)
+        norm = torch.nn.utils.clip_grad_norm_(params, model.optim.grad_clip)
+        finite = bool(torch.isfinite(norm))
+        if finite:
+            self.optimizers[name].step()
+            if name in self.emas:
+                self.emas[name].update(model.module)
+        else:
+            self.skipped[name] += 1
+        self.optimizers[name].zero_grad(set_to_none=True)
+        return {f"grad_norm/{name}": float(norm), f"skipped/{name}": float(not finite)}
+
+    def parts(self) -> dict[str, Any]:
+        """Checkpoint parts (collectives under FSDP2: every rank calls this)."""
+        parts: dict[str, Any] = {}
+        for name, model in self.models.items():
+            parts[f"model-{name}"] = self.world.full_state_dict(model.module)
+            parts[f"optim-{name}"] = self.world.optimizer_state(model.module, self.optimizers[name])
+            if name in self.emas:
+                parts[f"ema-{name}"] = self.emas[name].state_dict()
+        return parts
+
+    def load(self, folder: Path) -> None:
+        for name, model in self.models.items():
+            self.world.load_full_state_dict(model.module, load_part(folder, f"model-{name}"))
+            self.world.load_optimizer_state(model.module, self.optimizers[name], load_part(folder, f"optim-{name}"))
+            if name in self.emas:
+                self.emas[name].load_state_dict(load_part(folder, f"ema-{name}"))
+
+
+@dataclass
+class StepContext:
+    """What a trainer's step gets each iteration. `generator` is seeded base + iter·world_size + rank."""
+
+    iteration: int
+    generator: torch.Generator
+    world: World
+    optimisers: Optimisers
+
+
+class Step(Protocol):
+    """One training iteration: compute losses, call `ctx.optimisers.update(...)`, return metrics to log.
+
+    A step holding state beyond the per-iteration generator (a data cursor) also defines
+    `state_dict()` / `load_state_dict(state)`; it is checkpointed with the models.
+    """
+
+    def __call__(self, ctx: StepContext) -> Mapping[str, float]: ...
+
+
+@dataclass
+class MetricLog:
+    """Buffers every step's metrics and writes them to the MLflow run in batches (rank 0 only)."""
+
+    run: Any
+    pending: list[tuple[int, dict[str, float]]] = field(default_factory=list)
+
+    def add(self, iteration: int, metrics: dict[str, float]) -> None:
+        self.pending.append((iteration, metrics))
+        if len(self.pending) >= LOG_FLUSH_EVERY:
+            self.flush()
+
+    def flush(self) -> None:
+        if self.run is None or not self.pending:
+            self.pending.clear()
+            return
+        from raven.tracking.runs import log_batch, metric_entities
+        from raven.tracking.store import locked_call
+
+        entities = [e for iteration, metrics in self.pending for e in metric_entities(metrics, iteration)]
+        locked_call(self.run.tracking_uri, lambda client: log_batch(client, self.run.run_id, metrics=entities))
+        self.pending.clear()
+
+
+def save_checkpoint(root: Path, iteration: int, optimisers: Optimisers, step: Step, keep: int, elapsed_s: float) -> None:
+    """Every rank writes its RNG state into the staging folder; rank 0 writes the rest, `done`, renames."""
+    world = optimisers.world
+    staging = staging_folder(root, iteration)
+    if world.is_main:
+        shutil.rmtree(staging, ignore_errors=True)
+        staging.mkdir(parents=True)
+    world.barrier()
+    parts = optimisers.parts()
+    save_part(staging, f"rng-rank{world.rank}", rng_state())
+    if world.is_main:
+        loop_state = {"iteration": iteration, "skipped": dict(optimisers.skipped), "elapsed_s": elapsed_s,
+                      "step": step.state_dict() if hasattr(step, "state_dict") else None}
+        for name, state in {**parts, "loop": loop_state}.items():
+            save_part(staging, name, state)
+    world.barrier()
+    if world.is_main:
+        publish(root, iteration, keep)
+    world.barrier()
+
+
+def resume(root: Path, optimisers: Optimisers, step: Step) -> tuple[int, float]:
+    """Load the newest complete checkpoint, if any; returns the iteration to start from and the training
+    time spent before it."""
+    folder = latest_checkpoint(root)
+    if folder is None:
+        return 0, 0.0
+    optimisers.load(folder)
+    loop_state = load_part(folder, "loop")
+    optimisers.skipped.update(loop_state["skipped"])
+    if loop_state["step"] is not None:
+        step.load_state_dict(loop_state["step"])
+    set_rng_state(load_part(folder, f"rng-rank{optimisers.world.rank}"))
+    return checkpoint_iteration(folder), float(loop_state["elapsed_s"])
+
+
+def export_pretrained(module: torch.nn.Module, state: Mapping[str, torch.Tensor], folder: Path) -> None:
+    """`save_pretrained` of a fresh unsharded copy carrying `state`, written beside `folder` then renamed in."""
+    plain = next(c for c in type(module).__mro__ if not c.__name__.startswith("FSDP"))
+    fresh = plain.from_config(module.config)
+    fresh.load_state_dict(dict(state), strict=True)
+    staging = folder.with_name(f".tmp-{folder.name}")
+    shutil.rmtree(staging, ignore_errors=True)
+    fresh.save_pretrained(staging, safe_serialization=True)
+    shutil.rmtree(folder, ignore_errors=True)
+    staging.rename(folder)
+
+
+def export_models(out: Path, optimisers: Optimisers) -> dict[str, str]:
+    """Final weights of every exported model under <out>/<export> and its EMA under <out>/<export>_ema."""
+    folders = {}
+    for name, model in optimisers.models.items():
+        if model.export is None:
+            continue
+        state = optimisers.world.full_state_dict(model.module)
+        ema = optimisers.emas[name].state_dict() if name in optimisers.emas else None
+        if optimisers.world.is_main:
+            export_pretrained(model.module, state, out / model.export)
+            folders[name] = model.export
+            if ema is not None:
+                export_pretrained(model.module, {**state, **ema}, out / f"{model.export}_ema")
+                folders[f"{name}_ema"] = f"{model.export}_ema"
+    return folders
+
+
+def out_of_budget(elapsed: float, options: LoopOptions, world: World) -> bool:
+    """Whether the training-time budget is spent, agreed by all ranks (the slowest rank decides)."""
+    over = options.budget_s is not None and elapsed >= options.budget_s
+    return bool(world.all_reduce_sum(torch.tensor(float(over))) > 0)
+
+
+def train(
+    models: Sequence[TrainedModel],
+    step: Step,
+    out: str | Path,
+    options: LoopOptions,
+    world: World | None = None,
+    spec: Any = None,
+    stage: str = "train",
+    summary_extra: Mapping[str, Any] | None = None,
+) -> dict[str, Any]:
+    """Run (or resume) a training job; writes checkpoints, exported models and `<out>/summary.json` last.
+
+    `spec` (a RunSpec) enables MLflow logging of every step under the run of (`stage`, `out`).
+    """
+    out, world = Path(out), world or World()
+    checkpoints = out / "checkpoints"
+    optimisers = Optimisers(models, world)
+    start, elapsed = resume(checkpoints, optimisers, step)
+    started, step_times, metrics, stop = time.perf_counter(), [], {}, out_of_budget(elapsed, options, world)
+    tracking = nullcontext(None)
+    if spec is not None and world.is_main:
+        from raven.tracking import training_run
+
+        tracking = training_run(spec, stage, out)
+    iterations_done = start
+    with tracking as run:
+        log = MetricLog(run)
+        progress = tqdm(range(start, options.iterations), initial=start, total=options.iterations,
+                        desc=stage, disable=not world.is_main, dynamic_ncols=True)
+        for iteration in progress:
+            if stop:
+                break
+            generator = torch.Generator().manual_seed(world.seed(options.seed, iteration))
+            step_start = time.perf_counter()
+            metrics = dict(step(StepContext(iteration, generator, world, optimisers)))
+            step_times.append(time.perf_counter() - step_start)
+            elapsed += step_times[-1]
+            metrics["time/step_s"] = step_times[-1]
+            metrics.update({f"skipped_total/{name}": float(n) for name, n in optimisers.skipped.items()})
+            log.add(iteration, metrics)
+            progress.set_postfix({k: f"{v:.4g}" for k, v in metrics.items() if k.startswith("loss/")}, refresh=False)
+            done, stop = iteration + 1, out_of_budget(elapsed, options, world)
+            if done % options.checkpoint_every == 0 or done == options.iterations or stop:
+                save_checkpoint(checkpoints, done, optimisers, step, options.keep_checkpoints, elapsed)
+            iterations_done = done
+        log.flush()
+        folders = export_models(out, optimisers)
+    summary = {
+        "stage": stage,
+        "iterations": iterations_done,
+        "stopped_by_budget": iterations_done < options.iterations,
+        "train_s": elapsed,
+        "resumed_from": start,
+        "world_size": world.world_size,
+        "skipped_steps": dict(optimisers.skipped),
+        "last_metrics": metrics,
+        "mean_step_s": sum(step_times) / len(step_times) if step_times else None,
+        "wall_s": time.perf_counter() - started,
+        "models": folders,
+        **dict(summary_extra or {}),
+    }
+    if world.is_main:
+        atomic_write_json(out / "summary.json", summary)
+    world.barrier()
+    return summary
+
