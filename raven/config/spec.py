@@ -17,6 +17,18 @@ HistoryMode = Literal["raven", "sf", "df", "tf", "df_self_rollout"]
 LauncherName = Literal["local", "debug", "slurm"]
 
 
+def chunk_frames(latent_frames: int, chunk_size: int, first_chunk_size: int | None = None) -> list[int]:
+    """Latent frames per chunk: an optional first chunk of `first_chunk_size`, then `chunk_size` each
+    (the last chunk takes the remainder)."""
+    sizes, left = [], latent_frames
+    first = first_chunk_size or chunk_size
+    while left > 0:
+        size = min(first if not sizes else chunk_size, left)
+        sizes.append(size)
+        left -= size
+    return sizes
+
+
 class Section(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
@@ -174,6 +186,11 @@ class RunSpec(Section):
     def latent_frames(self) -> int:
         factor = self.codec.temporal_factor
         return 1 + (self.video.frames - 1) // factor if factor > 1 else self.video.frames
+
+    @property
+    def chunk_frames(self) -> list[int]:
+        """Latent frames per chunk of one training-length video."""
+        return chunk_frames(self.latent_frames, self.chunks.chunk_size, self.chunks.first_chunk_size)
 
     @property
     def latent_shape(self) -> tuple[int, int, int, int]:

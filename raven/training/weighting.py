@@ -14,25 +14,13 @@ from typing import TYPE_CHECKING
 
 import torch
 
-from raven.config.spec import WeightingSpec
+from raven.config.spec import WeightingSpec, chunk_frames
 
 if TYPE_CHECKING:
     from raven.training.distributed import World
 
 CLAMP = 1e-6
 BISECTION_STEPS = 200
-
-
-def chunk_frames(latent_frames: int, chunk_size: int, first_chunk_size: int | None = None) -> list[int]:
-    """Latent frames per chunk: an optional first chunk of `first_chunk_size`, then `chunk_size` each
-    (the last chunk takes the remainder)."""
-    sizes, left = [], latent_frames
-    first = first_chunk_size or chunk_size
-    while left > 0:
-        size = min(first if not sizes else chunk_size, left)
-        sizes.append(size)
-        left -= size
-    return sizes
 
 
 def participation(chunk_numel: Sequence[int]) -> list[float]:

@@ -1,0 +1,73 @@
+"""Pixel videos [B, 3, T, H, W] in [-1, 1] <-> latents [B, C, F, h, w].
+
+`pixel`: exact space-to-depth (toy scales): a permutation of pixels, so noise in latent space is noise
+in pixel space and the toy world's exact teacher stays exact. `wan_vae`: diffusers AutoencoderKLWan
+from a local folder, latents normalised per channel with the VAE's `latents_mean`/`latents_std`, as Wan.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import torch
+
+from raven.config import ConfigError, RunSpec
+
+
+class PixelCodec:
+    def __init__(self, factor: int):
+        self.factor = factor
+
+    def encode(self, pixels: torch.Tensor) -> torch.Tensor:
+        b, c, t, h, w = pixels.shape
+        f = self.factor
+        if h % f or w % f:
+            raise ValueError(f"pixel codec: frame size {h}x{w} is not divisible by codec.spatial_factor {f}")
+        blocks = pixels.reshape(b, c, t, h // f, f, w // f, f)
+        return blocks.permute(0, 1, 4, 6, 2, 3, 5).reshape(b, c * f * f, t, h // f, w // f)
+
+    def decode(self, latents: torch.Tensor) -> torch.Tensor:
+        b, channels, t, h, w = latents.shape
+        f = self.factor
+        blocks = latents.reshape(b, channels // (f * f), f, f, t, h, w)
+        return blocks.permute(0, 1, 4, 5, 2, 6, 3).reshape(b, channels // (f * f), t, h * f, w * f)
+
+
+class WanVAECodec:
+    def __init__(self, vae):
+        self.vae = vae.eval().requires_grad_(False)
+        config = vae.config
+        self.mean = torch.tensor(config.latents_mean).view(1, -1, 1, 1, 1)
+        self.std = torch.tensor(config.latents_std).view(1, -1, 1, 1, 1)
+
+    @torch.no_grad()
+    def encode(self, pixels: torch.Tensor) -> torch.Tensor:
+        latents = self.vae.encode(pixels.to(self.vae.dtype)).latent_dist.mode()
+        return ((latents - self.mean.to(latents)) / self.std.to(latents)).float()
+
+    @torch.no_grad()
+    def decode(self, latents: torch.Tensor) -> torch.Tensor:
+        latents = latents.to(self.vae.dtype) * self.std.to(self.vae.dtype) + self.mean.to(self.vae.dtype)
+        return self.vae.decode(latents).sample.clamp(-1, 1).float()
+
+
+def load_wan_vae(path: str | Path) -> WanVAECodec:
+    from diffusers import AutoencoderKLWan
+
+    path = Path(path)
+    if not (path / "config.json").is_file():
+        raise FileNotFoundError(
+            f"codec.path = {path}: no config.json there; expected a diffusers AutoencoderKLWan folder "
+            "(the vae/ folder of Wan2.1-T2V-1.3B-Diffusers, copied to local disk)")
+    return WanVAECodec(AutoencoderKLWan.from_pretrained(path, local_files_only=True, torch_dtype=torch.float32))
+
+
+def build_codec(spec: RunSpec) -> PixelCodec | WanVAECodec:
+    codec = spec.codec
+    if codec.kind == "wan_vae":
+        return load_wan_vae(codec.path)
+    if codec.temporal_factor != 1 or codec.latent_channels != 3 * codec.spatial_factor**2:
+        raise ConfigError(
+            f"codec.kind 'pixel' is space-to-depth: it needs codec.temporal_factor 1 and codec.latent_channels "
+            f"3·spatial_factor² = {3 * codec.spatial_factor**2} (got {codec.temporal_factor}, {codec.latent_channels})")
+    return PixelCodec(codec.spatial_factor)
