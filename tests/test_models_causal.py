@@ -152,3 +152,17 @@ def test_text_cross_attention_keys_are_computed_once_per_cache(parts):
         first = cache.cross[0][0]
         forwards.chunk(x, torch.full((2, 3), 938), 0, text, cache)
     assert cache.cross[0][0] is first and len(cache.cross) == spec.transformer.num_layers
+
+
+@pytest.mark.filterwarnings("ignore::UserWarning")
+def test_the_flex_block_mask_of_the_gpu_path_attends_like_the_dense_mask():
+    """CUDA trains with flex attention and a BlockMask; its forward runs (eagerly) on CPU too."""
+    from raven.models.causal import attend, flex_block_mask
+
+    splits = [Split(0, 0, 3, "noisy"), Split(0, 0, 3, "clean"), Split(1, 3, 3, "noisy"), Split(1, 3, 3, "clean"),
+              Split(2, 6, 3, "noisy")]
+    generator = torch.Generator().manual_seed(0)
+    query, key, value = (torch.randn(2, 240, 2, 16, generator=generator) for _ in range(3))
+    flex = attend(query, key, value, flex_block_mask(splits, 16, 1, 1, "cpu"), "flex")
+    sdpa = attend(query, key, value, dense_mask(splits, 16, 1, 1))
+    assert (flex - sdpa).abs().max() <= 1e-5
