@@ -7,7 +7,8 @@ import torch
 from scipy.optimize import brentq
 from scipy.stats import norm
 
-from raven.training.weighting import chunk_frames, chunk_weighted_loss, chunk_weights, mode_curve, participation
+from raven.config.spec import chunk_frames
+from raven.training.weighting import chunk_weighted_loss, chunk_weights, mode_curve, participation
 
 
 def close(actual: torch.Tensor, expected: list[float]) -> None:

@@ -29,11 +29,11 @@ def run_plot(args: argparse.Namespace) -> int:
 
     from raven.config import read_spec
     from raven.io import atomic_path
-    from raven.training.weighting import chunk_frames, chunk_weights
+    from raven.training.weighting import chunk_weights
 
     spec = read_spec(args.spec)
-    channels, latent_frames, height, width = spec.latent_shape
-    frames = chunk_frames(latent_frames, spec.chunks.chunk_size, spec.chunks.first_chunk_size)
+    channels, _, height, width = spec.latent_shape
+    frames = spec.chunk_frames
     numel = [channels * f * height * width for f in frames]
     try:
         for weighting in args.weighting:

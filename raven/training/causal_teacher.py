@@ -84,7 +84,6 @@ def train_causal_teacher(spec_path, init=None, clips=None, prompts=None, out=Non
     from raven.training.base import ModelParts, TextTable, training_batches
     from raven.training.distributed import close_world, init_world
     from raven.training.loop import LoopOptions, TrainedModel, train
-    from raven.training.weighting import chunk_frames
 
     spec = read_spec(spec_path)
     options = stage_options(spec, "causal_teacher", CausalTeacherOptions)
@@ -104,7 +103,7 @@ def train_causal_teacher(spec_path, init=None, clips=None, prompts=None, out=Non
         batches, skipped = training_batches(spec, parts, clips, prompts)
         text = TextTable.build(parts.encode_text, batches.captions if clips else batches.prompts)
         model = parts.load(init)
-        frames = chunk_frames(spec.latent_frames, spec.chunks.chunk_size, spec.chunks.first_chunk_size)
+        frames = spec.chunk_frames
         step = TeacherForcingStep(options, causal_forwards(model, spec), batches, text, frames)
         return train(
             [TrainedModel("teacher", model, options.optim, options.ema_decay, export="model")], step, out,

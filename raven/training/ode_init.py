@@ -226,14 +226,13 @@ def ode_pairs_stage(spec_path, teacher, prompts, out) -> dict:
     from raven.data.prompts import read_prompt_file
     from raven.io import atomic_write_json
     from raven.training.base import ModelParts
-    from raven.training.weighting import chunk_frames
 
     spec = read_spec(spec_path)
     options = stage_options(spec, "ode_pairs", OdePairsOptions)
     prompt_list = read_prompt_file(prompts)
     parts = ModelParts.build(spec)
     denoise, source = teacher_denoiser(teacher, spec, parts, options, prompt_list)
-    frames = chunk_frames(spec.latent_frames, spec.chunks.chunk_size, spec.chunks.first_chunk_size)
+    frames = spec.chunk_frames
     record = sampling_timesteps(spec.sampler.num_steps, spec.sampler.shift, spec.sampler.warp)
     out = Path(out)
     summary = write_pairs(out, denoise, prompt_list, spec.latent_shape, frames, options, record, spec.seed)

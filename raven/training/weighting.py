@@ -14,7 +14,7 @@ from typing import TYPE_CHECKING
 
 import torch
 
-from raven.config.spec import WeightingSpec, chunk_frames
+from raven.config.spec import WeightingSpec
 
 if TYPE_CHECKING:
     from raven.training.distributed import World
