@@ -53,6 +53,10 @@ def check_architecture(model: torch.nn.Module, spec: RunSpec, source: str) -> No
         "out_channels": "codec.latent_channels",
         "text_dim": "text_encoder (its hidden width)",
         "patch_size": "transformer.patch_size",
+        "freq_dim": "transformer.freq_dim",
+        "qk_norm": "transformer.qk_norm",
+        "cross_attn_norm": "transformer.cross_attn_norm",
+        "eps": "transformer.eps",
     }
     wrong = [
         f"{key}: checkpoint {model.config[key]!r}, spec {expected[key]!r} (config key {config_key})"
