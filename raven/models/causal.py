@@ -261,8 +261,9 @@ class CausalWan:
     outputs are velocities."""
 
     def __init__(self, model: WanTransformer3DModel, chunk_frames: Sequence[int], sink: int = 0,
-                 window: int | None = None):
+                 window: int | None = None, latent_shape: tuple[int, int, int, int] | None = None):
         self.model, self.chunk_frames, self.sink, self.window = model, list(chunk_frames), sink, window
+        self.latent_shape = latent_shape  # (C, F, h, w) of one training-length video, for generation
         self.context = install_processors(model)
         self.patch = tuple(model.config.patch_size)
         if self.patch[0] != 1:
@@ -389,4 +390,4 @@ def causal_forwards(model: WanTransformer3DModel, spec: RunSpec, sink: int | Non
     """The causal forwards of `model` with the spec's chunking; `sink`/`window` override spec.chunks (baselines)."""
     chunks = spec.chunks
     return CausalWan(model, spec.chunk_frames, chunks.sink if sink is None else sink,
-                     chunks.window if window is None else window)
+                     chunks.window if window is None else window, spec.latent_shape)
