@@ -1,0 +1,212 @@
+"""`raven eval toy|drift|vbench-protocol|vbench-env|vbench|unified-reward|row`: metrics of sampled videos
+and the row JSONs the tables are built from."""
+
+from __future__ import annotations
+
+import argparse
+
+
+def register(subparsers: argparse._SubParsersAction) -> None:
+    parser = subparsers.add_parser("eval", help="evaluate samples: toy-world benchmark, VBench, UnifiedReward; rows")
+    commands = parser.add_subparsers(dest="eval_command", required=True, metavar="BENCHMARK")
+
+    toy = commands.add_parser("toy", help="toy-world benchmark (VBench-like dimensions, toy-world scores)")
+    toy.add_argument("--spec", required=True)
+    toy.add_argument("--samples", required=True, help="folder written by `raven sample`")
+    toy.add_argument("--out", required=True, help="metrics JSON")
+    toy.set_defaults(handler=run_toy)
+
+    drift = commands.add_parser("drift", help="per-chunk colour/shape/count/identity consistency of long videos")
+    drift.add_argument("--spec", required=True, help="run spec (chunking and codec decide the chunk frames)")
+    drift.add_argument("--samples", action="append", required=True, metavar="LABEL=DIR", help="repeat per method")
+    drift.add_argument("--out", required=True, help="drift JSON")
+    drift.add_argument("--plot", required=True, help="drift PNG")
+    drift.set_defaults(handler=run_drift)
+
+    protocol = commands.add_parser("vbench-protocol", help="the VBench sampling plan: names, texts, seeds")
+    protocol.add_argument("--spec", required=True, help="stages.vbench options; seed = spec.seed + file index")
+    protocol.add_argument("--out", required=True, help="JSON list of {name, prompt, text, index, seed, flicker}")
+    protocol.add_argument("--prompts", required=True,
+                          help="prompt file for `raven sample --seeds-per-prompt 1`: one line per protocol file")
+    protocol.set_defaults(handler=run_vbench_protocol)
+
+    env = commands.add_parser("vbench-env", help="build the separate VBench venv from workflow/envs/vbench.txt")
+    env.add_argument("--spec", required=True, help="stages.vbench.venv says where")
+    env.set_defaults(handler=run_vbench_env)
+
+    vbench = commands.add_parser("vbench", help="static filter + VBench dimensions in the VBench venv + totals")
+    vbench.add_argument("--spec", required=True)
+    vbench.add_argument("--samples", required=True, help="`raven sample` folder of the protocol's prompt file")
+    vbench.add_argument("--work", required=True, help="scratch folder: VBench names, static filter, scored set, raw results")
+    vbench.add_argument("--out", required=True, help="metrics JSON")
+    vbench.set_defaults(handler=run_vbench)
+
+    reward = commands.add_parser("unified-reward", help="UnifiedReward-qwen dynamic degree (1-4) of samples")
+    reward.add_argument("--spec", required=True, help="stages.unified_reward.model: local weights folder")
+    reward.add_argument("--samples", required=True)
+    reward.add_argument("--out", required=True)
+    reward.set_defaults(handler=run_unified_reward)
+
+    row = commands.add_parser("row", help="write results/<scale>/rows/<row>.json and log it to MLflow")
+    row.add_argument("--spec", required=True)
+    row.add_argument("--row", required=True, help="a row of config/experiments.yaml")
+    row.add_argument("--metrics", required=True, help="JSON of `raven eval toy` or `raven eval vbench`")
+    row.add_argument("--dyn-deg", help="JSON of `raven eval unified-reward` (its dyn_deg replaces the toy one)")
+    row.add_argument("--config-dir", default="config")
+    row.set_defaults(handler=run_row)
+
+
+def samples_fps(samples, spec) -> float:
+    return float(samples.summary.get("fps", spec.video.fps))
+
+
+def run_toy(args: argparse.Namespace) -> int:
+    from raven.config import read_spec
+    from raven.evaluation.samples import read_samples
+    from raven.evaluation.toy import benchmark
+    from raven.io import atomic_write_json
+
+    spec = read_spec(args.spec)
+    samples = read_samples(args.samples)
+    report = benchmark(samples.videos, samples.prompts, samples_fps(samples, spec))
+    atomic_write_json(args.out, {**report, "samples": str(args.samples), "scale": spec.scale})
+    print(f"toy-world total {report['total']:.4f} quality {report['quality']:.4f} semantic {report['semantic']:.4f} "
+          f"dyn_deg {report['dyn_deg']:.3f} on {report['videos']} videos")
+    return 0
+
+
+def run_drift(args: argparse.Namespace) -> int:
+    from raven.config import ConfigError, read_spec
+    from raven.evaluation.samples import read_samples
+    from raven.evaluation.toy import drift, plot_drift, video_chunk_bounds
+    from raven.io import atomic_write_json
+
+    spec = read_spec(args.spec)
+    reports = {}
+    for item in args.samples:
+        label, sep, folder = item.partition("=")
+        if not sep:
+            raise ConfigError(f"--samples {item!r}: expected LABEL=DIR")
+        samples = read_samples(folder)
+        frames = samples.videos.shape[1]
+        bounds = video_chunk_bounds(frames, spec.chunks.chunk_size, spec.chunks.first_chunk_size,
+                                    spec.codec.temporal_factor)
+        reports[label] = {**drift(samples.videos, samples.prompts, bounds), "samples": folder,
+                          "length_x_training": frames / spec.video.frames}
+    plot_drift(reports, args.plot)
+    atomic_write_json(args.out, {"kind": "toy-world", "drift": reports})
+    return 0
+
+
+def vbench_options(spec):
+    from raven.config import stage_options
+    from raven.evaluation.options import VBenchOptions
+
+    return stage_options(spec, "vbench", VBenchOptions)
+
+
+def protocol_files(spec):
+    from raven.evaluation.vbench_suite import load_full_info, protocol, read_extended_prompts
+
+    options = vbench_options(spec)
+    info = load_full_info(options.full_info)
+    extended = read_extended_prompts(options.extended_prompts, len(info)) if options.extended_prompts else None
+    return protocol(info, extended, flicker_samples=options.flicker_samples, samples=options.samples,
+                    base_seed=spec.seed, max_prompts=options.max_prompts)
+
+
+def run_vbench_protocol(args: argparse.Namespace) -> int:
+    from dataclasses import asdict
+
+    from raven.config import read_spec
+    from raven.data.prompts import write_prompt_file
+    from raven.io import atomic_write_json
+
+    files = protocol_files(read_spec(args.spec))
+    write_prompt_file(args.prompts, [f.text for f in files])
+    atomic_write_json(args.out, [{"name": f.name, **asdict(f)} for f in files])
+    print(f"{len(files)} VBench files planned in {args.out}; prompts for `raven sample` in {args.prompts}")
+    return 0
+
+
+def run_vbench_env(args: argparse.Namespace) -> int:
+    from raven.config import read_spec
+    from raven.evaluation.vbench_suite import build_env
+
+    print(f"VBench environment ready: {build_env(vbench_options(read_spec(args.spec)).venv)}")
+    return 0
+
+
+def run_vbench(args: argparse.Namespace) -> int:
+    import subprocess
+    from pathlib import Path
+
+    from raven.config import ConfigError, read_spec
+    from raven.evaluation import DIMENSIONS, vbench_scores
+    from raven.evaluation.vbench_suite import (
+        assemble_scoring_folder,
+        check_weights,
+        job_environment,
+        load_full_info,
+        protocol,
+        run_vbench,
+        static_filter_command,
+    )
+    from raven.io import atomic_write_json
+
+    spec = read_spec(args.spec)
+    options = vbench_options(spec)
+    if options.cache_dir is None:
+        raise ConfigError("stages.vbench.cache_dir is not set: point it at the local VBench weights folder")
+    work = Path(args.work)
+    files = protocol(load_full_info(options.full_info), flicker_samples=options.flicker_samples,
+                     samples=options.samples, max_prompts=options.max_prompts)
+    filtered = Path(args.videos)
+    if options.static_filter:
+        check_weights([], options.cache_dir, static_filter=True)
+        subprocess.run(static_filter_command(options.venv, args.videos, work / "static", options.cache_dir),
+                       check=True, env=job_environment(options.cache_dir))
+        filtered = work / "static" / "filtered_videos"
+    counts = assemble_scoring_folder(args.videos, filtered, files, work / "scored", options.samples)
+    dimensions = run_vbench(options.venv, work / "scored", work / "results", options.dimensions,
+                            options.cache_dir, gpus=options.gpus)
+    report = {"kind": "vbench", "dimensions": dimensions, **counts, "samples": str(args.samples)}
+    if set(DIMENSIONS) <= set(dimensions):
+        report.update(vbench_scores(dimensions))
+    atomic_write_json(args.out, report)
+    return 0
+
+
+def run_unified_reward(args: argparse.Namespace) -> int:
+    from raven.config import ConfigError, read_spec, stage_options
+    from raven.evaluation.options import UnifiedRewardOptions
+    from raven.evaluation.samples import read_samples
+    from raven.evaluation.unified_reward import UnifiedReward, score_videos
+    from raven.io import atomic_write_json
+
+    spec = read_spec(args.spec)
+    options = stage_options(spec, "unified_reward", UnifiedRewardOptions)
+    if options.model is None:
+        raise ConfigError("stages.unified_reward.model is not set: the local UnifiedReward-qwen-32B folder")
+    samples = read_samples(args.samples)
+    judge = UnifiedReward.load(options.model, options.dtype, options.max_new_tokens)
+    report = score_videos(judge, samples.videos, samples.prompts, samples_fps(samples, spec), options.fps)
+    atomic_write_json(args.out, {**report, "samples": str(args.samples)})
+    print(f"UnifiedReward dynamic degree {report['dyn_deg']:.3f} ({report['parse_failures']} parse failures)")
+    return 0
+
+
+def run_row(args: argparse.Namespace) -> int:
+    from raven.config import read_spec
+    from raven.evaluation.rows import build_row, row_recipe, write_and_log_row
+    from raven.io import read_json
+
+    spec = read_spec(args.spec)
+    metrics = read_json(args.metrics)
+    sources = {"metrics": args.metrics}
+    dyn_deg = None
+    if args.dyn_deg:
+        dyn_deg, sources["dyn_deg"] = read_json(args.dyn_deg)["dyn_deg"], args.dyn_deg
+    row = build_row(args.row, spec.scale, metrics, row_recipe(args.config_dir, args.row), sources, dyn_deg)
+    print(f"row {args.row}: {write_and_log_row(spec, row, args.config_dir)}")
+    return 0

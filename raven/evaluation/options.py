@@ -1,0 +1,46 @@
+"""Options of the evaluation stages, validated from the run spec's `stages.<name>` (unknown keys are errors)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from pydantic import Field
+
+from raven.config import Section
+from raven.evaluation.scores import DIMENSIONS
+from raven.evaluation.vbench_suite import FULL_INFO
+
+
+class VBenchOptions(Section):
+    """`stages.vbench`: the protocol's counts and the separate VBench environment."""
+
+    venv: Path = Path("results/envs/vbench")
+    cache_dir: Path | None = Field(default=None, description="VBench weights, laid out like ~/.cache/vbench")
+    full_info: Path = FULL_INFO
+    extended_prompts: Path | None = Field(default=None, description="one LLM-extended prompt per suite line")
+    flicker_samples: int = Field(default=25, gt=0)
+    samples: int = Field(default=5, gt=0)
+    max_prompts: int | None = Field(default=None, gt=0)
+    dimensions: list[str] = Field(default_factory=lambda: list(DIMENSIONS))
+    static_filter: bool = True
+    gpus: int = Field(default=0, ge=0)
+
+
+class UnifiedRewardOptions(Section):
+    """`stages.unified_reward`: UnifiedReward-qwen-32B (Qwen2.5-VL) from a local folder."""
+
+    model: Path | None = Field(default=None, description="local folder of UnifiedReward-qwen-32B")
+    fps: float = Field(default=2.0, gt=0)
+    max_new_tokens: int = Field(default=256, gt=0)
+    dtype: str = "bfloat16"
+
+
+class UserStudyOptions(Section):
+    """`stages.userstudy`: blinded A/B pairs of `method` against every other method whose samples are given
+    (the `user_study` table of config/experiments.yaml lists them; SPEC §10)."""
+
+    method: str = "raven"
+    prompts: int = Field(default=100, gt=0)
+    samples_per_prompt: int = Field(default=4, gt=0)
+    seed: int = 0
+    bootstrap: int = Field(default=2000, gt=0)

@@ -1,0 +1,60 @@
+"""Row JSONs `results/<scale>/rows/<row>.json`: what `raven tables` prints and MLflow logs per row.
+
+A row holds `total`, `quality`, `semantic` (fractions), `dyn_deg` (1–4), `dimensions` (the 16 raw
+scores), `kind` (`toy-world` or `vbench`: toy-world scores are never VBench scores), `recipe`
+(from config/experiments.yaml) and the metrics files it was built from.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+from raven.config import ConfigError, load_experiments, load_yaml
+from raven.io import atomic_write_json
+
+ROW_KEYS = ("total", "quality", "semantic", "dyn_deg")
+
+
+def row_path(results_dir: str | Path, scale: str, row: str) -> Path:
+    return Path(results_dir) / scale / "rows" / f"{row}.json"
+
+
+def build_row(row: str, scale: str, metrics: Mapping[str, Any], recipe: str, sources: Mapping[str, str],
+              dyn_deg: float | None = None) -> dict[str, Any]:
+    """A row from a benchmark's metrics ({total, quality, semantic, dimensions, kind[, dyn_deg]});
+    `dyn_deg` (e.g. UnifiedReward's) replaces the benchmark's own when given."""
+    missing = [key for key in ("total", "quality", "semantic", "dimensions", "kind") if key not in metrics]
+    if missing:
+        raise ValueError(f"metrics of row {row!r} lack {missing}; pass the JSON written by `raven eval toy|vbench`")
+    value = dyn_deg if dyn_deg is not None else metrics.get("dyn_deg")
+    return {"row": row, "scale": scale, "kind": metrics["kind"], "recipe": recipe,
+            **{key: float(metrics[key]) for key in ("total", "quality", "semantic")},
+            "dyn_deg": None if value is None else float(value),
+            "dimensions": {k: float(v) for k, v in metrics["dimensions"].items()}, "sources": dict(sources)}
+
+
+def row_recipe(config_dir: str | Path, row: str) -> str:
+    rows = load_experiments(config_dir)
+    if row not in rows:
+        raise ConfigError(f"row {row!r} is not in {Path(config_dir) / 'experiments.yaml'}; known rows: {sorted(rows)}")
+    return str(rows[row].get("recipe", ""))
+
+
+def row_labels(config_dir: str | Path, row: str) -> list[tuple[str, str]]:
+    """(table, label) pairs under which config/experiments.yaml prints `row`."""
+    tables = load_yaml(Path(config_dir) / "experiments.yaml").get("tables") or {}
+    return [(table, str(label)) for table, labels in tables.items() for label, target in (labels or {}).items()
+            if target == row]
+
+
+def write_and_log_row(spec: Any, row: dict[str, Any], config_dir: str | Path) -> Path:
+    """Write the row JSON atomically, then log it to MLflow once per table that prints it."""
+    from raven.tracking import log_row, row_metrics
+
+    path = row_path(spec.results_dir, spec.scale, row["row"])
+    atomic_write_json(path, row)
+    for table, label in row_labels(config_dir, row["row"]):
+        log_row(spec, table, label, row_metrics(row), [path], {"row_kind": row["kind"]})
+    return path

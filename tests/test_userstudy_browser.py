@@ -1,0 +1,117 @@
+"""The user-study page in headless Debian Chromium: judge several pairs, reload (resume), then check
+the answers in SQLite and in the analysis."""
+
+from __future__ import annotations
+
+import json
+import shutil
+import socket
+import subprocess
+import sys
+import time
+import urllib.error
+import urllib.request
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from raven.evaluation.samples import write_samples
+from raven.evaluation.userstudy import JudgementStore, analyze, prepare
+from raven.io import read_json
+from raven.world.render import render
+
+pytestmark = [pytest.mark.browser, pytest.mark.slow]
+
+CHROME_FLAGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
+                "--disable-component-update", "--disable-sync", "--no-first-run", "--disable-dev-shm-usage",
+                "--autoplay-policy=no-user-gesture-required"]
+PROMPTS = ["red square right slow on black", "blue triangle still on white", "green circle down slow on grey"]
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+@pytest.fixture
+def server(tmp_path):
+    for method, freeze in (("raven", False), ("causvid", True)):
+        videos = np.stack([render(p, i, 16, 16, 9, 8) for i, p in enumerate(PROMPTS)])
+        if freeze:
+            videos = np.repeat(videos[:, :1], 9, axis=1)
+        write_samples(tmp_path / method, videos, PROMPTS, [0, 1, 2], fps=8)
+    prepare("raven", {"raven": tmp_path / "raven", "causvid": tmp_path / "causvid"}, tmp_path / "study", 1, 0)
+    port = free_port()
+    process = subprocess.Popen([str(Path(sys.executable).with_name("raven")), "userstudy", "serve", "--study",
+                                str(tmp_path / "study"), "--port", str(port)],
+                               stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    url = f"http://127.0.0.1:{port}"
+    try:
+        deadline = time.time() + 60
+        while True:
+            try:
+                urllib.request.urlopen(url, timeout=2)
+                break
+            except OSError:
+                assert time.time() < deadline and process.poll() is None, "raven userstudy serve did not start"
+                time.sleep(0.3)
+        yield url, tmp_path / "study"
+    finally:
+        process.terminate()
+        process.wait(30)
+
+
+def test_judge_pairs_reload_and_tally(server, tmp_path):
+    if not (shutil.which("chromium") and shutil.which("chromedriver")):
+        pytest.skip("needs Debian chromium and chromium-driver (make sysdeps)")
+    from selenium import webdriver
+    from selenium.webdriver.chrome.service import Service
+    from selenium.webdriver.common.by import By
+
+    url, study = server
+    options = webdriver.ChromeOptions()
+    options.binary_location = shutil.which("chromium")
+    for flag in [*CHROME_FLAGS, f"--user-data-dir={tmp_path / 'chrome'}"]:
+        options.add_argument(flag)
+    driver = webdriver.Chrome(service=Service(shutil.which("chromedriver")), options=options)
+    manifest = read_json(study / "manifest.json")
+    choices = [("A", "A", "A"), ("B", "tie", "B")]
+    try:
+        driver.get(url)
+        driver.find_element(By.ID, "annotator").send_keys("alice")
+        driver.find_element(By.ID, "start").click()
+        for index, answer in enumerate(choices):
+            assert driver.find_element(By.ID, "progress").text.startswith(f"Comparison {index + 1} of 3")
+            for dimension, choice in zip(("quality", "semantic", "overall"), answer):
+                driver.find_element(By.ID, f"{dimension}-{choice}").click()
+            driver.find_element(By.ID, "submit").click()
+        driver.refresh()  # a reload resumes at the first unjudged pair
+        assert driver.find_element(By.ID, "progress").text.startswith("Comparison 3 of 3")
+        shown = driver.find_element(By.ID, "prompt").text
+        assert shown == manifest["pairs"][2]["prompt"]
+        assert "raven" not in driver.page_source and "causvid" not in driver.page_source
+        for dimension in ("quality", "semantic", "overall"):
+            driver.find_element(By.ID, f"{dimension}-tie").click()
+        driver.find_element(By.ID, "submit").click()
+        assert "all 3 comparisons are done" in driver.find_element(By.ID, "done").text
+    finally:
+        driver.quit()
+    with pytest.raises(urllib.error.HTTPError) as refused:  # a malformed submission is refused
+        urllib.request.urlopen(urllib.request.Request(f"{url}/judge", data=b"pair=p00000&annotator=bob&quality=A",
+                                                      method="POST"))
+    assert refused.value.code == 400
+    store = JudgementStore(study / "judgements.sqlite", [p["pair"] for p in manifest["pairs"]])
+    rows = store.rows()
+    assert len(rows) == 9 and {r["annotator"] for r in rows} == {"alice"}
+    expected = {}
+    for pair, answer in zip(manifest["pairs"], [*choices, ("tie", "tie", "tie")]):
+        for dimension, choice in zip(("quality", "semantic", "overall"), answer):
+            outcome = "tie" if choice == "tie" else ("win" if pair[choice]["method"] == "raven" else "loss")
+            expected.setdefault(dimension, []).append(outcome)
+    result = analyze(manifest, rows, bootstrap=100)["results"]["causvid"]
+    for dimension, outcomes in expected.items():
+        assert result[dimension]["counts"] == {k: outcomes.count(k) for k in ("win", "tie", "loss")}
+    served = json.loads(urllib.request.urlopen(f"{url}/tally").read())["results"]["causvid"]
+    assert {d: served[d]["counts"] for d in expected} == {d: result[d]["counts"] for d in expected}
