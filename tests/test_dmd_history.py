@@ -50,7 +50,7 @@ class FrameAttention(torch.nn.Module):
             start += size
         x = torch.cat([p[0] for p in pieces], dim=2)
         tt = torch.cat([p[1] for p in pieces], dim=1)
-        q, k, v = self.qkv_of(x, tt, torch.tensor(sum(frames, [])))
+        q, k, v = self.qkv_of(x, tt, torch.tensor([f for group in frames for f in group]))
         # N_j sees {N_j, C_0..C_(j-1)}; C_j sees {C_j, C_0..C_(j-1)} (SPEC §3)
         mask = torch.tensor([[(kj < qj and not kn) or (kj == qj and kn == qn) for kj, kn in splits] for qj, qn in splits])
         h = F.scaled_dot_product_attention(q, k, v, attn_mask=mask)

@@ -4,19 +4,16 @@ from __future__ import annotations
 
 import pytest
 import torch
+from test_dmd_history import CHUNKS, FrameAttention, make_rollout
 
-pytest.importorskip("raven.training.weighting", reason="chunk_weights comes from raven.training.weighting (helper 'loop')")
-
-from test_dmd_history import CHUNKS, FrameAttention, make_rollout  # noqa: E402
-
-from raven.training.dmd import (  # noqa: E402
+from raven.training.dmd import (
     DMDOptions,
     DMDStep,
     RewardWeighting,
     dmd_elementwise_loss,
-    weighted_dmd_loss,
 )
-from raven.training.teachers import WanTeacher  # noqa: E402
+from raven.training.teachers import WanTeacher
+from raven.training.weighting import chunk_weighted_loss
 
 TEXT_DIM = 8
 
@@ -24,15 +21,15 @@ TEXT_DIM = 8
 def test_reverse_participation_weights_later_chunk_more():
     # two equal chunks, alpha = -1: p = [1, 0.5], w_hat = [0.5, 1], normalised w = [2/3, 4/3]
     per_element = torch.cat([torch.ones(1, 2, 3, 2, 2), torch.zeros(1, 2, 3, 2, 2)], dim=2)
-    assert weighted_dmd_loss(per_element, CHUNKS, -1).item() == pytest.approx(1 / 3)
-    assert weighted_dmd_loss(per_element.flip(2), CHUNKS, -1).item() == pytest.approx(2 / 3)
-    assert weighted_dmd_loss(per_element, CHUNKS, 0).item() == pytest.approx(1 / 2)
+    assert chunk_weighted_loss(per_element, CHUNKS, -1).item() == pytest.approx(1 / 3)
+    assert chunk_weighted_loss(per_element.flip(2), CHUNKS, -1).item() == pytest.approx(2 / 3)
+    assert chunk_weighted_loss(per_element, CHUNKS, 0).item() == pytest.approx(1 / 2)
 
 
 def test_sample_weights_scale_each_sample():
     per_element = torch.cat([torch.ones(2, 2, 3, 2, 2), torch.zeros(2, 2, 3, 2, 2)], dim=2)
     # numerator (2/3 n)(1 + 3), denominator 2 samples * 2n
-    loss = weighted_dmd_loss(per_element, CHUNKS, -1, torch.tensor([1.0, 3.0]))
+    loss = chunk_weighted_loss(per_element, CHUNKS, -1, torch.tensor([1.0, 3.0]))
     assert loss.item() == pytest.approx(2 / 3)
 
 
@@ -40,7 +37,7 @@ def test_generator_gradient_is_dmd_gradient_times_chunk_weight():
     g = torch.Generator().manual_seed(0)
     x0 = torch.randn(2, 2, 6, 2, 2, generator=g, requires_grad=True)
     fake, real = torch.randn(2, 2, 6, 2, 2, generator=g), torch.randn(2, 2, 6, 2, 2, generator=g)
-    weighted_dmd_loss(dmd_elementwise_loss(x0, fake, real), CHUNKS, -1).backward()
+    chunk_weighted_loss(dmd_elementwise_loss(x0, fake, real), CHUNKS, -1).backward()
     n = (x0.detach().double() - real.double()).abs().mean(dim=(1, 2, 3, 4)).view(-1, 1, 1, 1, 1)
     w = torch.tensor([2 / 3] * 3 + [4 / 3] * 3, dtype=torch.float64).view(1, 1, 6, 1, 1)
     expected = (fake.double() - real.double()) / n * w / (2 * 48)
@@ -104,7 +101,7 @@ def test_student_gets_no_gradient_when_critic_equals_teacher(tiny_wan, mode):
 def test_reward_weighting_needs_a_reward_function(tiny_wan):
     import copy
 
-    step = make_step(tiny_wan, copy.deepcopy(tiny_wan), reward_weighting=RewardWeighting(reward="motion", beta=1.0))
+    step = make_step(tiny_wan, copy.deepcopy(tiny_wan), reward_weighting=RewardWeighting(reward="raft_RAFT", beta=1.0))
     with pytest.raises(ValueError, match="reward_weighting is set but no reward function"):
         step.generator_loss(make_rollout(), ["a", "b"], text_of(["a", "b"]), torch.Generator())
     step.reward = lambda x0, prompts: torch.tensor([0.0, 1.0])

@@ -1,6 +1,7 @@
 """`raven train <trainer>`: every trainer runs the one loop of `raven.training.loop`.
 
-Trainers: `base` (bidirectional base model, SPEC §1), `causal-teacher` and `ode-init` (SPEC §6).
+Trainers: `base` (bidirectional base model, SPEC §1), `causal-teacher` and `ode-init` (SPEC §6),
+`dmd` (SPEC §4, §5, §7).
 Each writes checkpoints, `<out>/model`, `<out>/model_ema` and `<out>/summary.json` last; a rerun resumes.
 """
 
@@ -37,6 +38,23 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     ode_init.add_argument("--out", required=True)
     ode_init.set_defaults(handler=run_ode_init)
 
+    dmd = commands.add_parser("dmd", help="DMD of the causal student with a history mode (SPEC §4, §7)")
+    dmd.add_argument("--spec", required=True)
+    dmd.add_argument("--init", required=True, help="ODE-init student folder (<ode_init out>/model)")
+    dmd.add_argument("--prompts", required=True, help="training prompt file (raven data prompts)")
+    dmd.add_argument("--clips", help="clip shards of real videos: needed by history modes tf and df")
+    dmd.add_argument("--critic-init", help="bidirectional base model folder for the critic; default weights.base, "
+                     "else the base model recorded in <init>/../summary.json")
+    dmd.add_argument("--out", required=True)
+    dmd.set_defaults(handler=run_dmd)
+
+    cmgrpo = commands.add_parser("cmgrpo", help="CM-GRPO (or Flow-GRPO) of the causal student with rewards (SPEC §8)")
+    cmgrpo.add_argument("--spec", required=True)
+    cmgrpo.add_argument("--init", required=True, help="student folder to start from (<dmd out>/model_ema)")
+    cmgrpo.add_argument("--prompts", required=True, help="training prompt file (raven data prompts)")
+    cmgrpo.add_argument("--out", required=True)
+    cmgrpo.set_defaults(handler=run_cmgrpo)
+
 
 def run_base(args: argparse.Namespace) -> int:
     from raven.training.base import train_base
@@ -56,4 +74,19 @@ def run_ode_init(args: argparse.Namespace) -> int:
     from raven.training.ode_init import train_ode_init
 
     train_ode_init(args.spec, pairs=args.pairs, init=args.init, out=args.out)
+    return 0
+
+
+def run_dmd(args: argparse.Namespace) -> int:
+    from raven.training.dmd import train_dmd
+
+    train_dmd(args.spec, init=args.init, prompts=args.prompts, out=args.out, clips=args.clips,
+              critic_init=args.critic_init)
+    return 0
+
+
+def run_cmgrpo(args: argparse.Namespace) -> int:
+    from raven.training.cmgrpo import train_cmgrpo
+
+    train_cmgrpo(args.spec, init=args.init, prompts=args.prompts, out=args.out)
     return 0

@@ -41,18 +41,79 @@ def read_samples(folder: str | Path) -> Samples:
     return Samples(videos, records, read_json(folder / "summary.json"))
 
 
-def write_samples(folder: str | Path, videos: np.ndarray, prompts: list[str], seeds: list[int], fps: float) -> None:
-    """Write a samples folder in the contract's layout (used for ground-truth and user-study folders)."""
+def video_file(index: int) -> str:
+    return f"videos/{index:05d}.mp4"
+
+
+def write_samples(folder: str | Path, videos: np.ndarray, prompts: list[str], seeds: list[int], fps: float,
+                  summary: dict | None = None) -> None:
+    """Write a samples folder in the contract's layout; `summary.json` (fps, count, `summary`) goes last."""
     from raven.data.video import write_mp4
     from raven.io import atomic_path, atomic_write_json
 
     folder = Path(folder)
     records = []
     for index, (video, prompt, seed) in enumerate(zip(videos, prompts, seeds, strict=True)):
-        name = f"videos/{index:05d}.mp4"
-        write_mp4(folder / name, video, fps)
-        records.append({"index": index, "prompt": prompt, "seed": int(seed), "file": name})
+        write_mp4(folder / video_file(index), video, fps)
+        records.append({"index": index, "prompt": prompt, "seed": int(seed), "file": video_file(index)})
     with atomic_path(folder / "videos.npy") as tmp, open(tmp, "wb") as handle:
         np.save(handle, np.asarray(videos, dtype=np.uint8))
     atomic_write_json(folder / "samples.json", records)
-    atomic_write_json(folder / "summary.json", {"fps": fps, "count": len(records)})
+    atomic_write_json(folder / "summary.json", {"fps": fps, "count": len(records), **(summary or {})})
+
+
+def sample_seeds(prompts: list[str], seeds_per_prompt: int, base_seed: int) -> tuple[list[str], list[int]]:
+    """Prompt-major file order: video p·seeds + r is prompt p with seed `base_seed` + its index (SPEC §10)."""
+    repeated = [prompt for prompt in prompts for _ in range(seeds_per_prompt)]
+    return repeated, [base_seed + index for index in range(len(repeated))]
+
+
+def sample_folder(spec_path: str | Path, model_path: str | Path, prompts_path: str | Path, out: str | Path,
+                  mode: str = "consistency", chunks: int | None = None, seeds_per_prompt: int = 1,
+                  batch_size: int = 8) -> dict:
+    """`raven sample`: stream videos of a causal student for every prompt × seed into a samples folder."""
+    import torch
+    from tqdm import tqdm
+
+    from raven.config import read_spec
+    from raven.data.prompts import read_prompt_file
+    from raven.diffusion.streaming import generate, streaming_forwards
+    from raven.models import build_codec, build_text_encoder, load_transformer
+    from raven.training.dmd import sampler_times
+    from raven.world.render import to_uint8
+
+    spec = read_spec(spec_path)
+    device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    prompts, seeds = sample_seeds(read_prompt_file(prompts_path), seeds_per_prompt, spec.seed)
+    forwards = streaming_forwards(load_transformer(model_path, spec).eval().requires_grad_(False).to(device), spec)
+    encoder, codec = build_text_encoder(spec), build_codec(spec)
+    encoder.model.to(device)
+    sampler = spec.sampler
+    settings = {
+        "timesteps": sampler_times(spec), "num_chunks": chunks, "guidance": sampler.guidance,
+        "rolling_window": sampler.rolling_window if mode == "rolling" else None,
+        "kernel": "euler_maruyama" if sampler.kind == "euler_maruyama" else "consistency", "eta": sampler.eta,
+    }
+    negative = encoder([""]) if sampler.guidance != 1.0 else None
+    videos, first_chunk_s, chunk_s = [], [], []
+    for first in tqdm(range(0, len(prompts), batch_size), desc="sample", unit="batch"):
+        with torch.no_grad():
+            generation = generate(forwards, encoder(prompts[first : first + batch_size]),
+                                  seeds[first : first + batch_size], negative_text=negative, **settings)
+            videos.append(to_uint8(codec.decode(generation.latents).cpu().numpy()))
+        first_chunk_s.append(generation.first_chunk_s)
+        chunk_s.append(generation.chunk_s)
+    stacked = np.concatenate(videos)
+    generation_s = float(np.sum(chunk_s))
+    summary = {
+        "videos": len(prompts), "frames_per_video": int(stacked.shape[1]), "mode": mode, "device": str(device),
+        "model": str(model_path), "prompts": str(prompts_path), "seeds_per_prompt": seeds_per_prompt,
+        "batch_size": batch_size, "chunks": len(chunk_s[0]), "sink": forwards.sink, "window": forwards.window,
+        **{key: value for key, value in settings.items() if key != "num_chunks"},
+        "fps": float(stacked.shape[0] * stacked.shape[1] / generation_s),
+        "time_to_first_chunk_s": float(np.median(first_chunk_s)),
+        "latency_per_chunk_s": [float(x) for x in np.median(np.array(chunk_s), axis=0)],
+        "generation_s": generation_s,
+    }
+    write_samples(out, stacked, prompts, seeds, spec.video.fps, summary)
+    return summary

@@ -1,7 +1,13 @@
-"""RAVEN DMD (SPEC §4): the formulas, the stage options and the training step plugged into the loop.
+"""RAVEN DMD (SPEC §4): the formulas, the stage options, the training step and `raven train dmd`.
 
-The formulas are pure functions of tensors. The step (`DMDStep`) wires them to the student, the
-critic, the teacher and a history mode (SPEC §7, `raven.training.history`).
+The formulas are pure functions of tensors. `DMDStep` wires them to the student, the critic, the
+teacher and a history mode (SPEC §7, `raven.training.history`); `DMDIteration` adds the rollout and
+TTUR and is the step `raven.training.loop.train` runs; `train_dmd` builds everything from a run spec.
+
+Models (SPEC §4): student and its EMA from the ODE-init checkpoint (`--init`, `<ode_init out>/model`);
+critic from the bidirectional base (see `critic_source`); teacher = the toy world's exact denoiser at
+toy scales (`stages.dmd.teacher: toy`, exact, CFG against the mixture of the training prompts) or
+Wan2.1-T2V-14B from `weights.teacher` (`wan`).
 """
 
 from __future__ import annotations
@@ -13,13 +19,35 @@ from pathlib import Path
 from typing import Literal
 
 import torch
-from pydantic import Field
+from pydantic import Field, field_validator
 
 from raven.config import ConfigError, RunSpec, Section, read_spec, stage_options
 from raven.config.spec import HistoryMode, OptimSpec, WeightingSpec
-from raven.diffusion.schedule import add_noise, uniform_shift_timesteps, x0_from_velocity
-from raven.training.history import REAL_LATENT_MODES, CausalForwards, Rollout, generator_x0
-from raven.training.teachers import Teacher, require_teacher_path
+from raven.diffusion.schedule import (
+    add_noise,
+    sampling_timesteps,
+    uniform_shift_timesteps,
+    x0_from_velocity,
+)
+from raven.rewards import REWARD_NAMES, RewardSources, build_reward
+from raven.training.base import ClipBatches, ModelParts, TextTable, load_clip_batches
+from raven.training.distributed import World
+from raven.training.history import (
+    REAL_LATENT_MODES,
+    CausalForwards,
+    Rollout,
+    fresh_noise,
+    generator_x0,
+)
+from raven.training.loop import StepContext
+from raven.training.teachers import (
+    WAN_NEGATIVE_PROMPT,
+    Teacher,
+    WanTeacher,
+    build_teacher,
+    require_teacher_path,
+)
+from raven.training.weighting import chunk_weighted_loss
 
 NORMALISER_FLOOR = 1e-5
 ARCHITECTURE_KEYS = ("num_layers", "num_attention_heads", "attention_head_dim", "ffn_dim", "freq_dim", "patch_size")
@@ -30,6 +58,14 @@ class RewardWeighting(Section):
 
     reward: str = Field(description="a reward of the raven.rewards registry, computed on the decoded rollout")
     beta: float = 1.0
+    sources: RewardSources = RewardSources()
+
+    @field_validator("reward")
+    @classmethod
+    def _registered(cls, name: str) -> str:
+        if name not in REWARD_NAMES:
+            raise ValueError(f"reward {name!r} is not in the raven.rewards registry {list(REWARD_NAMES)}")
+        return name
 
 
 class DMDOptions(Section):
@@ -51,7 +87,7 @@ class DMDOptions(Section):
     score_range: tuple[float, float] = (0.02, 0.98)
     reward_weighting: RewardWeighting | None = None
     checkpoint_every: int = Field(default=50, gt=0)
-    log_every: int = Field(default=1, gt=0)
+    budget_s: float | None = Field(default=None, gt=0, description="training-time budget; stops early (checkpoint + export)")
 
 
 def critic_flow_loss(v_fake: torch.Tensor, x0: torch.Tensor, noise: torch.Tensor) -> torch.Tensor:
@@ -97,32 +133,6 @@ def trajectory_step_choice(batch: int, num_steps: int, generator: torch.Generato
     return torch.randint(0, num_steps, (batch,), generator=generator)
 
 
-def chunk_numels(latent_shape: Sequence[int], chunk_frames: Sequence[int]) -> list[int]:
-    """Elements per chunk n_k of one sample's latent [C, F, h, w] (SPEC §5)."""
-    channels, _, height, width = latent_shape
-    return [channels * frames * height * width for frames in chunk_frames]
-
-
-def weighted_dmd_loss(
-    per_element: torch.Tensor,
-    chunk_frames: Sequence[int],
-    weighting: WeightingSpec,
-    sample_weights: torch.Tensor | None = None,
-) -> torch.Tensor:
-    """L = Σ_b s_b Σ_k w_k·ℓ_bk / Σ_b Σ_k w_k·n_k: chunk weights w_k of SPEC §5 (α = −1 for RAVEN),
-    ℓ_bk the chunk's summed per-element loss, s_b Reward Forcing's sample weight (1 without it)."""
-    from raven.training.weighting import chunk_weights
-
-    numels = chunk_numels(per_element.shape[1:], chunk_frames)
-    weights = chunk_weights(numels, weighting).to(per_element)
-    chunk_sums = torch.stack([part.flatten(1).sum(1) for part in per_element.split(list(chunk_frames), dim=2)], dim=1)
-    per_sample = (chunk_sums * weights).sum(dim=1)
-    if sample_weights is not None:
-        per_sample = per_sample * sample_weights.to(per_sample)
-    denominator = per_element.shape[0] * (weights * torch.tensor(numels).to(weights)).sum()
-    return per_sample.sum() / denominator
-
-
 def predict_x0(model: torch.nn.Module, x_t: torch.Tensor, t: torch.Tensor, text: torch.Tensor) -> torch.Tensor:
     """x̂0 of a bidirectional Wan transformer (the critic) from its velocity (SPEC §1)."""
     return x0_from_velocity(x_t, model(x_t, t, text, return_dict=False)[0], t)
@@ -132,8 +142,9 @@ def predict_x0(model: torch.nn.Module, x_t: torch.Tensor, t: torch.Tensor, text:
 class DMDStep:
     """One DMD iteration's losses (SPEC §4): the critic's flow loss and the student's DMD loss.
 
-    The loop owns optimisers, TTUR, EMA and checkpoints; it calls `critic_loss` every iteration and
-    `generator_loss` every `ttur`-th, both on the iteration's rollout.
+    The loop owns optimisers, TTUR, EMA and checkpoints; `DMDIteration` calls `critic_loss` every
+    iteration and `generator_loss` every `ttur`-th, both on the iteration's rollout. `world` (None: one
+    process) all-reduces the chunk-weighted loss's denominator (SPEC §5).
     """
 
     options: DMDOptions
@@ -142,6 +153,7 @@ class DMDStep:
     teacher: Teacher
     chunk_frames: Sequence[int]
     reward: Callable[[torch.Tensor, Sequence[str]], torch.Tensor] | None = None
+    world: World | None = None
 
     def trains_generator(self, iteration: int) -> bool:
         """TTUR: the generator steps when (iter + 1) % ttur == 0; the critic steps every iteration (SPEC §4)."""
@@ -150,8 +162,8 @@ class DMDStep:
     def critic_loss(self, rollout: Rollout, text: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
         """t ~ uniform+shift(5) on [20, 980], x_t from the rollout's x0 and fresh noise, conditional only."""
         x0 = rollout.x0.detach()
-        t = score_times(x0.shape[0], self.options, generator)
-        noise = torch.randn(x0.shape, generator=generator, dtype=x0.dtype)
+        t = score_times(x0.shape[0], self.options, generator).to(x0.device)
+        noise = fresh_noise(x0, generator)
         velocity = self.critic(add_noise(x0, noise, t), t, text, return_dict=False)[0]
         return critic_flow_loss(velocity, x0, noise)
 
@@ -170,15 +182,14 @@ class DMDStep:
             self.options.history_mode, self.student, rollout, k, text, self.chunk_frames, generator, real,
             self.options.gen_use_trajectory,
         )
-        s = score_times(batch, self.options, generator)
-        noise = torch.randn(x0.shape, generator=generator, dtype=x0.dtype)
-        x_s = add_noise(x0.detach(), noise, s)
+        s = score_times(batch, self.options, generator).to(x0.device)
+        x_s = add_noise(x0.detach(), fresh_noise(x0, generator), s)
         with torch.no_grad():
             x0_fake = predict_x0(self.critic, x_s, s, text)
             x0_real = self.teacher.x0(x_s, s, prompts)
-        return weighted_dmd_loss(
+        return chunk_weighted_loss(
             dmd_elementwise_loss(x0, x0_fake, x0_real), self.chunk_frames, self.options.weighting,
-            self.sample_weights(rollout, prompts),
+            self.sample_weights(rollout, prompts), world=self.world,
         )
 
     def sample_weights(self, rollout: Rollout, prompts: Sequence[str]) -> torch.Tensor | None:
@@ -214,6 +225,27 @@ def require_matching_architecture(folder: str | Path, spec: RunSpec, role: str) 
     return folder
 
 
+def critic_source(spec: RunSpec, init: Path, critic_init: str | Path | None) -> Path:
+    """Where the critic ("fake score") starts (SPEC §4: from the bidirectional base, Wan2.1-T2V-1.3B).
+
+    In order: `--critic-init`; `weights.base` (paper scale: the Wan2.1-T2V-1.3B transformer folder); else
+    the base model the ODE init itself started from, read from `<init>/../summary.json` key `init` (toy
+    scales: `raven train ode-init --init <base out>/model_ema` records it there).
+    """
+    if critic_init is not None:
+        return Path(critic_init)
+    if spec.weights.base is not None:
+        return Path(spec.weights.base)
+    summary = init.parent / "summary.json"
+    recorded = json.loads(summary.read_text()).get("init") if summary.is_file() else None
+    if recorded is None:
+        raise ConfigError(
+            f"the critic starts from the bidirectional base model, but --critic-init is not given, weights.base is "
+            f"not set and {summary} records no `init`: pass --critic-init <base out>/model_ema"
+        )
+    return Path(recorded)
+
+
 @dataclass(frozen=True)
 class DMDInputs:
     """The validated inputs of `raven train dmd`: every bad path or value is reported before training starts."""
@@ -222,13 +254,20 @@ class DMDInputs:
     options: DMDOptions
     init: Path
     critic_init: Path
+    prompts: Path
     out: Path
     clips: Path | None
 
     @classmethod
     def from_paths(
-        cls, spec_path: str | Path, init: str | Path, critic_init: str | Path, out: str | Path, clips: str | Path | None
-    ) -> "DMDInputs":
+        cls,
+        spec_path: str | Path,
+        init: str | Path,
+        prompts: str | Path,
+        out: str | Path,
+        clips: str | Path | None = None,
+        critic_init: str | Path | None = None,
+    ) -> DMDInputs:
         spec = read_spec(spec_path)
         options = stage_options(spec, "dmd", DMDOptions)
         if options.teacher == "wan":
@@ -240,9 +279,148 @@ class DMDInputs:
             )
         if clips is not None and not any(Path(clips).glob("*.parquet")):
             raise FileNotFoundError(f"--clips {clips}: no *.parquet shards there; write them with `raven data`")
-        return cls(
-            spec, options,
-            require_matching_architecture(init, spec, "--init"),
-            require_matching_architecture(critic_init, spec, "--critic-init"),
-            Path(out), Path(clips) if clips is not None else None,
+        if not Path(prompts).is_file():
+            raise FileNotFoundError(f"--prompts {prompts}: no such file; expected the training prompt file "
+                                    "(one prompt per line) written by `raven data prompts`")
+        init = require_matching_architecture(init, spec, "--init")
+        critic = require_matching_architecture(critic_source(spec, init, critic_init), spec, "--critic-init")
+        return cls(spec, options, init, critic, Path(prompts), Path(out), Path(clips) if clips is not None else None)
+
+
+@dataclass
+class DMDData:
+    """Each iteration's prompts: drawn uniformly from the prompt file, or, for the real-clip history
+    modes (tf, df), clips drawn from the shards with their captions as prompts and their latents as the
+    real history (SPEC §7)."""
+
+    prompts: list[str]
+    clips: ClipBatches | None = None
+
+    def draw(self, batch: int, generator: torch.Generator) -> tuple[list[str], torch.Tensor | None]:
+        if self.clips is not None:
+            real, captions = self.clips.draw(batch, generator)
+            return captions, real
+        picks = torch.randint(0, len(self.prompts), (batch,), generator=generator).tolist()
+        return [self.prompts[i] for i in picks], None
+
+
+@dataclass
+class DMDIteration:
+    """One iteration of the loop (SPEC §4): a no-grad rollout of the online student with the consistency
+    sampler (trajectory recorded), the critic step, and every `ttur`-th iteration the generator step."""
+
+    losses: DMDStep
+    data: DMDData
+    text: TextTable
+    timesteps: list[int]
+    negative_text: torch.Tensor  # [1, L, D]: the student's CFG negative (used when student_guidance != 1)
+
+    def rollout(self, text: torch.Tensor, generator: torch.Generator) -> Rollout:
+        from raven.diffusion.streaming import generate
+
+        options = self.losses.options
+        seeds = torch.randint(0, 2**31 - 1, (text.shape[0],), generator=generator).tolist()
+        guided = options.student_guidance != 1.0
+        with torch.no_grad():
+            generation = generate(
+                self.losses.student, text, seeds, timesteps=self.timesteps, record=True,
+                guidance=options.student_guidance,
+                negative_text=self.negative_text.expand(text.shape[0], -1, -1) if guided else None,
+            )
+        return generation.rollout()
+
+    def __call__(self, ctx: StepContext) -> dict[str, float]:
+        options, generator, device = self.losses.options, ctx.generator, ctx.world.device
+        prompts, real = self.data.draw(options.batch_size, generator)
+        text = self.text.embeddings[self.text.rows(prompts)].to(device)
+        rollout = self.rollout(text, generator)
+        metrics = ctx.optimisers.update("critic", self.losses.critic_loss(rollout, text, generator))
+        if self.losses.trains_generator(ctx.iteration):
+            real = None if real is None else real.to(device)
+            loss = self.losses.generator_loss(rollout, prompts, text, generator, real)
+            metrics |= ctx.optimisers.update("student", loss)
+        return metrics
+
+
+def sampler_times(spec: RunSpec) -> list[int]:
+    """The student's sampling times (SPEC §2): `sampler.timesteps` when given, else the shifted grid."""
+    sampler = spec.sampler
+    if sampler.timesteps is not None:
+        return list(sampler.timesteps)
+    return sampling_timesteps(sampler.num_steps, sampler.shift, sampler.warp)
+
+
+def dmd_teacher(inputs: DMDInputs, parts: ModelParts, train_prompts: Sequence[str], device: torch.device) -> Teacher:
+    """`stages.dmd.teacher`: the toy world's exact denoiser (CFG against the mixture of the training
+    prompts) or the frozen Wan transformer of `weights.teacher` (bf16 on CUDA) with CFG against Wan's
+    negative prompt."""
+    from raven.world.teacher import ExactTeacher
+
+    options = inputs.options
+    exact = None
+    if options.teacher == "toy":
+        uncond = train_prompts if options.teacher_guidance != 1.0 else None
+        exact = ExactTeacher.from_spec(inputs.spec, uncond)
+    dtype = torch.bfloat16 if device.type == "cuda" else torch.float32
+    teacher = build_teacher(options.teacher, options.teacher_guidance, inputs.spec.weights.teacher,
+                            parts.encode_text, parts.codec, exact, dtype)
+    if isinstance(teacher, WanTeacher):
+        teacher.transformer.to(device)
+    return teacher
+
+
+def rollout_reward(spec: RunSpec, options: DMDOptions, codec) -> Callable[[torch.Tensor, Sequence[str]], torch.Tensor] | None:
+    """Re-DMD's reward of a rollout: the `raven.rewards` registry entry on the decoded latents, or None."""
+    weighting = options.reward_weighting
+    if weighting is None:
+        return None
+    reward = build_reward(weighting.reward, weighting.sources, "stages.dmd.reward_weighting.sources")
+    return lambda latents, prompts: reward(codec.decode(latents), prompts, spec.video.fps).to(latents.device)
+
+
+def dmd_data(inputs: DMDInputs, parts: ModelParts, prompts: list[str]) -> tuple[DMDData, int]:
+    """Prompts, plus the clips of the real-clip modes (corrupt clips skipped and counted)."""
+    if inputs.options.history_mode not in REAL_LATENT_MODES:
+        return DMDData(prompts), 0
+    clips, skipped = load_clip_batches(inputs.clips, inputs.spec, parts.codec.encode)
+    return DMDData(prompts, clips), skipped
+
+
+def train_dmd(spec_path, init, prompts, out, clips=None, critic_init=None) -> dict:
+    """`raven train dmd`: the causal student (and its EMA) from the ODE init, the critic from the
+    bidirectional base, DMD with the spec's history mode and chunk weighting (SPEC §4, §5, §7)."""
+    from raven.data.prompts import read_prompt_file
+    from raven.diffusion.streaming import streaming_forwards
+    from raven.training.distributed import close_world, init_world
+    from raven.training.loop import LoopOptions, TrainedModel, train
+
+    inputs = DMDInputs.from_paths(spec_path, init, prompts, out, clips, critic_init)
+    spec, options = inputs.spec, inputs.options
+    world = init_world()
+    try:
+        parts = ModelParts.build(spec)
+        train_prompts = read_prompt_file(inputs.prompts)
+        data, skipped = dmd_data(inputs, parts, train_prompts)
+        negative = WAN_NEGATIVE_PROMPT if options.teacher == "wan" else ""
+        text = TextTable.build(parts.encode_text, [*train_prompts, *(data.clips.captions if data.clips else []), negative])
+        student, critic = parts.load(inputs.init), parts.load(inputs.critic_init)
+        losses = DMDStep(options, streaming_forwards(student, spec), critic,
+                         dmd_teacher(inputs, parts, train_prompts, world.device), spec.chunk_frames,
+                         rollout_reward(spec, options, parts.codec), world)
+        step = DMDIteration(losses, data, text, sampler_times(spec), text.embeddings[text.rows([negative])])
+        models = [TrainedModel("critic", critic, options.critic_optim),
+                  TrainedModel("student", student, options.student_optim, options.ema_decay, export="model")]
+        return train(
+            models, step, inputs.out,
+            LoopOptions(options.iterations, options.checkpoint_every, spec.seed, budget_s=options.budget_s),
+            world=world, spec=spec, stage="dmd",
+            summary_extra={
+                "history_mode": options.history_mode, "weighting": options.weighting, "ttur": options.ttur,
+                "teacher": "toy-exact" if options.teacher == "toy" else str(spec.weights.teacher),
+                "init": str(inputs.init), "critic_init": str(inputs.critic_init), "prompts": len(train_prompts),
+                "timesteps": step.timesteps, "skipped_clips": skipped,
+                "reward_weighting": options.reward_weighting.model_dump(mode="json") if options.reward_weighting else None,
+            },
         )
+    finally:
+        close_world(world)

@@ -57,6 +57,12 @@ class Rollout:
     times: Sequence[int]
 
 
+def fresh_noise(like: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
+    """ε ~ N(0, I) shaped like `like`, drawn on the CPU from the iteration's generator (the same numbers on
+    every device), then moved to `like`'s device."""
+    return torch.randn(like.shape, generator=generator, dtype=like.dtype).to(like.device)
+
+
 def frame_times(per_sample: torch.Tensor, frames: int) -> torch.Tensor:
     """[B] integer times → [B, F]: one time shared by every frame of a sample."""
     return per_sample.long().view(-1, 1).expand(-1, frames)
@@ -71,7 +77,7 @@ def chunk_frame_times(per_chunk: torch.Tensor, chunk_frames: Sequence[int]) -> t
 def trajectory_states(rollout: Rollout, k: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
     """Per sample b, the state xt[k_b] of the rollout and its time (gen_use_trajectory, SPEC §4 step 3)."""
     states = torch.stack([rollout.states[int(kb)][b] for b, kb in enumerate(k)])
-    times = torch.tensor([rollout.times[int(kb)] for kb in k], dtype=torch.long)
+    times = torch.tensor([rollout.times[int(kb)] for kb in k], dtype=torch.long, device=states.device)
     return states, times
 
 
@@ -109,29 +115,27 @@ def generator_x0(
     """
     if mode in REAL_LATENT_MODES and real is None:
         raise ValueError(f"history mode {mode!r} needs real video latents: pass --clips (parquet shards of clips)")
-    frames = rollout.x0.shape[2]
+    frames, device = rollout.x0.shape[2], rollout.x0.device
     sampling_times = torch.tensor(list(rollout.times), dtype=torch.long)
     if mode in ("raven", "sf"):
         if use_trajectory:
             noisy, t = trajectory_states(rollout, k)
         else:
             t = sampling_times[k]
-            noise = torch.randn(rollout.x0.shape, generator=generator, dtype=rollout.x0.dtype)
-            noisy = add_noise(rollout.x0, noise, t)
-        t = frame_times(t, frames)
+            noisy = add_noise(rollout.x0, fresh_noise(rollout.x0, generator), t.to(device))
+        t = frame_times(t, frames).to(device)
         if mode == "sf":
             return self_forcing_x0(student, noisy, t, text, chunk_frames)
         return x0_from_velocity(noisy, student.interleaved(noisy, t, rollout.x0.detach(), text), t)
     if mode == "tf":
-        t = frame_times(sampling_times[k], frames)
-        noise = torch.randn(real.shape, generator=generator, dtype=real.dtype)
-        noisy = add_noise(real, noise, t)
+        t = frame_times(sampling_times[k], frames).to(device)
+        noisy = add_noise(real, fresh_noise(real, generator), t)
         return x0_from_velocity(noisy, student.interleaved(noisy, t, real, text), t)
     if mode in ("df", "df_self_rollout"):
         per_chunk = torch.randint(0, len(rollout.times), (rollout.x0.shape[0], len(chunk_frames)), generator=generator)
-        t = chunk_frame_times(sampling_times[per_chunk], chunk_frames)
+        t = chunk_frame_times(sampling_times[per_chunk], chunk_frames).to(device)
         if mode == "df":
-            latents, noise = real, torch.randn(real.shape, generator=generator, dtype=real.dtype)
+            latents, noise = real, fresh_noise(real, generator)
         else:
             latents, noise = rollout.x0.detach(), rollout.states[0]
         noisy = add_noise(latents, noise, t)

@@ -79,7 +79,7 @@ class WanTeacher:
         guidance: float = 3.0,
         negative_prompt: str = WAN_NEGATIVE_PROMPT,
         dtype: torch.dtype = torch.float32,
-    ) -> "WanTeacher":
+    ) -> WanTeacher:
         from diffusers import WanTransformer3DModel
 
         folder = require_teacher_path(path)
@@ -89,7 +89,7 @@ class WanTeacher:
 
     def velocity(self, x_t: torch.Tensor, t: torch.Tensor, text: torch.Tensor) -> torch.Tensor:
         dtype = next(self.transformer.parameters()).dtype
-        out = self.transformer(x_t.to(dtype), t, text.to(dtype), return_dict=False)[0]
+        out = self.transformer(x_t.to(dtype), t, text.to(x_t.device, dtype), return_dict=False)[0]
         return out.to(x_t.dtype)
 
     @torch.no_grad()
@@ -126,10 +126,11 @@ def build_teacher(
     encode_text: Callable[[Sequence[str]], torch.Tensor],
     codec: Codec,
     toy_denoise: Callable[[torch.Tensor, torch.Tensor, Sequence[str], float], torch.Tensor] | None = None,
+    dtype: torch.dtype = torch.float32,
 ) -> Teacher:
-    """`stages.dmd.teacher`: `wan` loads `weights.teacher`; `toy` wraps the toy world's exact denoiser."""
+    """`stages.dmd.teacher`: `wan` loads `weights.teacher` (in `dtype`); `toy` wraps the toy world's exact denoiser."""
     if kind == "wan":
-        return WanTeacher.from_path(path, encode_text, guidance)
+        return WanTeacher.from_path(path, encode_text, guidance, dtype=dtype)
     if toy_denoise is None:
         raise ValueError("stages.dmd.teacher 'toy' needs the toy world's exact denoiser (raven.world.teacher)")
     return ToyTeacher(toy_denoise, codec, guidance)
