@@ -9,9 +9,16 @@ report: "workflow/report/workflow.rst"
 
 include: "workflow/rules/common.smk"
 include: "workflow/rules/data.smk"
+include: "workflow/rules/init.smk"
+include: "workflow/rules/train.smk"
+include: "workflow/rules/sample.smk"
+include: "workflow/rules/evaluate.smk"
+include: "workflow/rules/userstudy.smk"
+include: "workflow/rules/tables.smk"
 
 rule all:
     input:
-        expand(RESULTS + "/specs/{row}.yaml", row=ROWS),
-        RESULTS + "/data/prompts/summary.json",
-        RESULTS + "/data/clips/summary.json",
+        expand(RESULTS + "/tables/{table}.md", table=TABLES),
+        expand(RESULTS + "/samples/{row}/grid.png", row=ROWS),
+        RESULTS + "/plots/chunk_weights.png",
+        RESULTS + "/plots/loss_curves",

@@ -1,6 +1,6 @@
 """Paper tables: our rows beside the paper's numbers (config/paper_tables.yaml), as Markdown and CSV.
 
-A row JSON (written by the evaluation stage) holds `total`, `quality`, `semantic` as fractions and
+A row JSON (written by `raven eval row`) holds `total`, `quality`, `semantic` as fractions and
 `dyn_deg` on the 1-4 scale; tables print the first three ×100 like the paper. The chunk-weighting
 table of the paper lost which parameter belongs to which row within a family, so those rows are
 compared as sets: within a family, our values and the paper's are matched in sorted order.
@@ -111,3 +111,82 @@ def to_csv(records: list[dict[str, Any]]) -> str:
     for record in records:
         writer.writerow({key: "" if record[key] is None else record[key] for key in fields})
     return buffer.getvalue()
+
+
+def user_study_records(analysis: Mapping[str, Any]) -> list[dict[str, Any]]:
+    """One record per (opponent, dimension) of `raven userstudy analyze`: the method's win / tie / loss
+    rates (percent) with their 95% bootstrap intervals and the number of judgements."""
+    records = []
+    for opponent, dimensions in analysis["results"].items():
+        for dimension, result in dimensions.items():
+            record: dict[str, Any] = {"opponent": opponent, "dimension": dimension, "n": result["n"]}
+            for outcome in ("win", "tie", "loss"):
+                rate, interval = result["rates"][outcome], result["ci95"][outcome]
+                record[outcome] = None if rate is None else 100 * rate
+                record[f"{outcome}_ci"] = None if interval is None else [100 * bound for bound in interval]
+            records.append(record)
+    return records
+
+
+def user_study_markdown(analysis: Mapping[str, Any], records: list[dict[str, Any]], scale: str) -> str:
+    lines = [f"# user_study ({scale} scale)", "",
+             f"{analysis['method']} against each opponent: win / tie / loss in % of {analysis['judgements']} "
+             f"judgements by {analysis['annotators']} annotators, 95% bootstrap intervals in brackets. The paper "
+             "reports RAVEN preferred over every opponent on all three dimensions (Figure 6; no percentages).", ""]
+    if scale != "paper":
+        lines += [f"**Toy-world study** (scale `{scale}`): simulated raters who prefer the video with the better "
+                  "toy-world scores, not people.", ""]
+    lines += ["| opponent | dimension | win | tie | loss | n |", "|---|---|---|---|---|---|"]
+    for record in records:
+        cells = [f"{number(record[o], 1)} [{interval(record[o + '_ci'])}]" for o in ("win", "tie", "loss")]
+        lines.append(f"| {record['opponent']} | {record['dimension']} | " + " | ".join(cells) + f" | {record['n']} |")
+    return "\n".join(lines) + "\n"
+
+
+def interval(bounds: list[float] | None) -> str:
+    return "–" if bounds is None else f"{bounds[0]:.1f}, {bounds[1]:.1f}"
+
+
+def drift_records(report: Mapping[str, Any]) -> list[dict[str, Any]]:
+    """One record per (method, consistency key) of `raven eval drift`: the per-chunk values (fractions)."""
+    return [{"row": label, "key": key, "length_x_training": result.get("length_x_training"), "per_chunk": values}
+            for label, result in report["drift"].items() for key, values in result["per_chunk"].items()]
+
+
+def drift_markdown(records: list[dict[str, Any]], scale: str) -> str:
+    chunks = max(len(record["per_chunk"]) for record in records)
+    lines = [f"# drift ({scale} scale)", "",
+             "Long-horizon drift (beyond the paper): consistency with the first chunk per chunk index, from the "
+             "toy-world parser, for videos longer than the training length.", "",
+             "| row | consistency | length × training | " + " | ".join(f"chunk {k}" for k in range(chunks)) + " |",
+             "|---" * (chunks + 3) + "|"]
+    for record in records:
+        values = " | ".join(number(value, 3) for value in record["per_chunk"])
+        lines.append(f"| {record['row']} | {record['key']} | {number(record['length_x_training'], 1)} | {values} |")
+    return "\n".join(lines) + "\n"
+
+
+def records_csv(records: list[dict[str, Any]]) -> str:
+    """CSV of records whose values may be lists (joined with ';')."""
+    buffer = io.StringIO()
+    writer = csv.DictWriter(buffer, fieldnames=list(records[0]), lineterminator="\n")
+    writer.writeheader()
+    for record in records:
+        writer.writerow({key: ";".join(f"{v:g}" for v in value) if isinstance(value, list) else
+                         "" if value is None else value for key, value in record.items()})
+    return buffer.getvalue()
+
+
+def table_metrics(table: str, records: list[dict[str, Any]]) -> dict[str, dict[str, float | None]]:
+    """The numbers of a table keyed by row label, for `dvc metrics show` (which skips lists)."""
+    metrics: dict[str, dict[str, float | None]] = {}
+    for record in records:
+        if table == "user_study":
+            values = {f"{record['dimension']}_{o}": record[o] for o in ("win", "tie", "loss")}
+            metrics.setdefault(record["opponent"], {}).update(values)
+        elif table == "drift":
+            values = {f"{record['key']}_chunk{k}": value for k, value in enumerate(record["per_chunk"])}
+            metrics.setdefault(record["row"], {}).update(values)
+        else:
+            metrics[record["row"]] = {column: record[column] for column in COLUMNS}
+    return metrics

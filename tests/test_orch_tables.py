@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 
 from raven.config import load_yaml
-from raven.tables import build_table, reward_label, to_csv, to_markdown
+from raven.tables import build_table, reward_label, table_metrics, to_csv, to_markdown
 
 REPO = Path(__file__).resolve().parents[1]
 PAPER = load_yaml(REPO / "config/paper_tables.yaml")
@@ -52,24 +52,65 @@ def test_markdown_says_toy_scores_and_csv_round_trips():
     assert float(row["diff_total"]) == pytest.approx(-5.15) and row["quality"] == ""
 
 
-def test_tables_cli_writes_files_and_one_mlflow_run_per_row(tmp_path):
+def test_tables_cli_writes_markdown_csv_and_json(tmp_path):
     raven = str(Path(sys.executable).with_name("raven"))
     spec = tmp_path / "spec.yaml"
-    subprocess.run([raven, "spec", "--config-dir", str(REPO / "config"), "--scale", "smoke",
-                    "--set", f"tracking_uri=sqlite:///{tmp_path}/m.db", "--out", str(spec)], check=True)
+    subprocess.run([raven, "spec", "--config-dir", str(REPO / "config"), "--scale", "smoke", "--out", str(spec)],
+                   check=True)
     rows = []
     for label, total in (("raven", 0.8), ("causvid", 0.7)):
         path = tmp_path / f"{label}.json"
-        path.write_text(json.dumps({"total": total, "quality": 0.8, "semantic": 0.6, "dyn_deg": 2.0,
-                                    "dimensions": {"colour": 1.0}}))
+        path.write_text(json.dumps({"total": total, "quality": 0.8, "semantic": 0.6, "dyn_deg": 2.0, "recipe": label}))
         rows += ["--row", f"{label}={path}"]
-    for _ in range(2):  # a rerun updates the same runs
-        subprocess.run([raven, "tables", "--spec", str(spec), "--table", "main", *rows, "--paper",
-                        str(REPO / "config/paper_tables.yaml"), "--out-dir", str(tmp_path / "tables")], check=True)
-    assert json.loads((tmp_path / "tables/main.json").read_text())["rows"][1]["paper_total"] == 83.01
-    assert (tmp_path / "tables/main.md").read_text().count("| causvid |") == 1
-    from raven.tracking import find_row_runs
+    subprocess.run([raven, "tables", "--spec", str(spec), "--table", "main", *rows, "--paper",
+                    str(REPO / "config/paper_tables.yaml"), "--out-dir", str(tmp_path / "tables")], check=True)
+    written = json.loads((tmp_path / "tables/main.json").read_text())
+    assert written["rows"][1]["paper_total"] == 83.01
+    assert written["metrics"]["causvid"] == {"total": 70.0, "quality": 80.0, "semantic": 60.0, "dyn_deg": 2.0}
+    assert (tmp_path / "tables/main.md").read_text().count("| causvid | 70.00 (83.01, -13.01)") == 1
+    (line,) = [row for row in csv.DictReader((tmp_path / "tables/main.csv").read_text().splitlines())
+               if row["row"] == "raven"]
+    assert float(line["diff_total"]) == pytest.approx(80.0 - 85.15)
 
-    runs = find_row_runs(f"sqlite:///{tmp_path}/m.db", "smoke", "main")
-    assert sorted((r.data.tags["row"], r.data.metrics["Total"]) for r in runs) == [("causvid", 0.7), ("raven", 0.8)]
-    assert runs[0].data.metrics["dimension/colour"] == 1.0
+
+def test_sample_grid_puts_samples_on_lines_and_frames_across(tmp_path):
+    import numpy as np
+    from PIL import Image
+
+    videos = np.zeros((3, 2, 4, 5, 3), np.uint8)
+    videos[1, 1] = 200  # sample 1, frame 1
+    np.save(tmp_path / "videos.npy", videos)
+    raven = str(Path(sys.executable).with_name("raven"))
+    subprocess.run([raven, "report", "grid", "--samples", str(tmp_path), "--out", str(tmp_path / "g.png"),
+                    "--count", "2", "--zoom", "2"], check=True)
+    image = np.asarray(Image.open(tmp_path / "g.png"))
+    assert image.shape == (2 * 4 * 2, 2 * 5 * 2, 3)
+    assert image[8:, 10:].min() == 200 and image[:8].max() == 0 and image[8:, :10].max() == 0
+
+
+def test_user_study_table_prints_rates_in_percent_with_intervals():
+    from raven.tables import user_study_markdown, user_study_records
+
+    result = {"n": 4, "rates": {"win": 0.5, "tie": 0.25, "loss": 0.25},
+              "ci95": {"win": [0.25, 0.75], "tie": [0.0, 0.5], "loss": [0.0, 0.5]}}
+    empty = {"n": 0, "rates": dict.fromkeys(("win", "tie", "loss")), "ci95": dict.fromkeys(("win", "tie", "loss"))}
+    analysis = {"method": "raven", "judgements": 4, "annotators": 2,
+                "results": {"causvid": {"quality": result, "overall": empty}}}
+    records = user_study_records(analysis)
+    assert records[0]["win"] == 50.0 and records[0]["win_ci"] == [25.0, 75.0] and records[1]["win"] is None
+    text = user_study_markdown(analysis, records, "tiny")
+    assert "| causvid | quality | 50.0 [25.0, 75.0] | 25.0 [0.0, 50.0] | 25.0 [0.0, 50.0] | 4 |" in text
+    assert "| causvid | overall | – [–] | – [–] | – [–] | 0 |" in text and "simulated raters" in text
+    assert table_metrics("user_study", records)["causvid"]["quality_win"] == 50.0
+
+
+def test_drift_table_has_one_line_per_method_and_key_and_a_csv():
+    from raven.tables import drift_markdown, drift_records, records_csv
+
+    report = {"kind": "toy-world", "drift": {"raven": {"per_chunk": {"colour": [1.0, 0.75], "shape": [1.0, 0.5]},
+                                                       "length_x_training": 4.0}}}
+    records = drift_records(report)
+    assert [(r["row"], r["key"]) for r in records] == [("raven", "colour"), ("raven", "shape")]
+    assert "| raven | shape | 4.0 | 1.000 | 0.500 |" in drift_markdown(records, "tiny")
+    assert table_metrics("drift", records)["raven"]["shape_chunk1"] == 0.5
+    assert records_csv(records).splitlines()[1] == "raven,colour,4.0,1;0.75"

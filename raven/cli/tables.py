@@ -1,4 +1,6 @@
-"""`raven tables`: one paper table as Markdown + CSV (ours beside the paper's), and its MLflow row runs."""
+"""`raven tables`: one paper table as Markdown + CSV + JSON. Score tables: ours beside the paper's, from
+the row JSONs of `raven eval row` (which also logs each row to MLflow, once per table that prints it);
+`user_study` from `raven userstudy analyze`; `drift` from `raven eval drift`."""
 
 from __future__ import annotations
 
@@ -6,37 +8,56 @@ import argparse
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
-    parser = subparsers.add_parser("tables", help="build one table from row JSONs; log each row to MLflow")
-    parser.add_argument("--spec", required=True, help="resolved run spec (scale, tracking_uri)")
+    parser = subparsers.add_parser("tables", help="build one paper table (Markdown, CSV, JSON)")
+    parser.add_argument("--spec", required=True, help="resolved run spec (its scale)")
     parser.add_argument("--table", required=True, help="a table of config/experiments.yaml, e.g. main")
-    parser.add_argument("--row", action="append", default=[], metavar="LABEL=ROW_JSON", required=True,
-                        help="a row label and the row JSON written by the evaluation stage (repeat)")
+    source = parser.add_mutually_exclusive_group(required=True)
+    source.add_argument("--row", action="append", metavar="LABEL=ROW_JSON",
+                        help="score tables: a row label and its row JSON (raven eval row); repeat")
+    source.add_argument("--userstudy", metavar="FILE", help="user_study: the JSON of `raven userstudy analyze`")
+    source.add_argument("--drift", metavar="FILE", help="drift: the JSON of `raven eval drift`")
     parser.add_argument("--paper", default="config/paper_tables.yaml")
-    parser.add_argument("--out-dir", required=True, help="writes <table>.md, <table>.csv, then <table>.json")
+    parser.add_argument("--out-dir", required=True,
+                        help="writes <table>.md, <table>.csv, then <table>.json (records + DVC metrics by label)")
     parser.set_defaults(handler=run)
+
+
+def score_table(args: argparse.Namespace, scale: str) -> tuple[list, str, str]:
+    from raven.config import ConfigError, load_yaml
+    from raven.io import read_json
+    from raven.tables import build_table, to_csv, to_markdown
+
+    measured = {}
+    for item in args.row:
+        label, sep, path = item.partition("=")
+        if not sep:
+            raise ConfigError(f"--row {item!r}: expected LABEL=ROW_JSON")
+        measured[label] = read_json(path)
+    records = build_table(args.table, measured, load_yaml(args.paper))
+    return records, to_markdown(args.table, records, scale), to_csv(records)
 
 
 def run(args: argparse.Namespace) -> int:
     from pathlib import Path
 
-    from raven.config import ConfigError, load_yaml, read_spec
+    from raven.config import read_spec
     from raven.io import atomic_write_json, atomic_write_text, read_json
-    from raven.tables import build_table, to_csv, to_markdown
-    from raven.tracking import log_row, row_metrics
+    from raven.tables import (drift_markdown, drift_records, records_csv, table_metrics, user_study_markdown,
+                              user_study_records)
 
-    spec = read_spec(args.spec)
-    measured, paths = {}, {}
-    for item in args.row:
-        label, sep, path = item.partition("=")
-        if not sep:
-            raise ConfigError(f"--row {item!r}: expected LABEL=ROW_JSON")
-        measured[label], paths[label] = read_json(path), Path(path)
-    records = build_table(args.table, measured, load_yaml(args.paper))
+    scale = read_spec(args.spec).scale
+    if args.row:
+        records, markdown, table_csv = score_table(args, scale)
+    elif args.userstudy:
+        analysis = read_json(args.userstudy)
+        records = user_study_records(analysis)
+        markdown, table_csv = user_study_markdown(analysis, records, scale), records_csv(records)
+    else:
+        records = drift_records(read_json(args.drift))
+        markdown, table_csv = drift_markdown(records, scale), records_csv(records)
     out = Path(args.out_dir)
-    atomic_write_text(out / f"{args.table}.md", to_markdown(args.table, records, spec.scale))
-    atomic_write_text(out / f"{args.table}.csv", to_csv(records))
-    for label, row in measured.items():
-        artifacts = [paths[label], *[Path(row[key]) for key in ("grid",) if row.get(key)]]
-        log_row(spec, args.table, label, row_metrics(row), artifacts)
-    atomic_write_json(out / f"{args.table}.json", {"table": args.table, "scale": spec.scale, "rows": records})
+    atomic_write_text(out / f"{args.table}.md", markdown)
+    atomic_write_text(out / f"{args.table}.csv", table_csv)
+    atomic_write_json(out / f"{args.table}.json", {"table": args.table, "scale": scale, "rows": records,
+                                                   "metrics": table_metrics(args.table, records)})
     return 0

@@ -1,11 +1,12 @@
 # Lookups shared by every rule: the scale, the rows and tables of config/experiments.yaml, the
-# resolved run spec of a row. No stage logic here.
+# resolved run spec of a row, where each row's model comes from. No stage logic here.
+import functools
 import json
 import os
 import shlex
 import sys
 
-from raven.config import load_experiments, load_yaml, resolve_spec
+from raven.config import ConfigError, load_experiments, load_yaml, resolve_spec
 from raven.tracking import config_hash
 
 # `raven` of the environment running Snakemake, even when that environment is not activated.
@@ -16,28 +17,121 @@ RESULTS = f"{config['results_dir']}/{SCALE}"
 ROWS = load_experiments("config")
 TABLES = load_yaml("config/experiments.yaml")["tables"]
 RUN_SETTINGS = {key: config[key] for key in ("seed", "results_dir", "tracking_uri", "launcher")}
+# The shared run spec (no row): weights given as local paths replace the stages that would train them.
+SHARED = resolve_spec("config", SCALE, None, RUN_SETTINGS)
+
+# How a row gets its student (config/experiments.yaml): the ODE inits a DMD row starts from, and the
+# row another row continues (cmgrpo) or re-samples (inference).
+METHODS = ("dmd", "cmgrpo", "inference")
+INIT_MODES = {"ode_causal": "chunkwise", "ode_bidirectional": "bidirectional"}
+
+
+def rows_of(method):
+    return [row for row, settings in ROWS.items() if settings.get("method") == method]
+
+
+def check_rows():
+    """Every row names a known method, a known init (dmd) or an existing trained row (`from`), and
+    every table label points at a row: a bad entry stops Snakemake at start-up, naming it."""
+    where = "config/experiments.yaml"
+    for row, settings in ROWS.items():
+        method = settings.get("method")
+        if method not in METHODS:
+            raise ConfigError(f"{where}: rows.{row}.method is {method!r}; expected one of {list(METHODS)}")
+        if method == "dmd" and settings.get("init") not in INIT_MODES:
+            raise ConfigError(f"{where}: rows.{row}.init is {settings.get('init')!r}; expected one of {list(INIT_MODES)}")
+        if method != "dmd" and ROWS.get(settings.get("from"), {}).get("method") not in ("dmd", "cmgrpo"):
+            raise ConfigError(f"{where}: rows.{row}.from is {settings.get('from')!r}; it must name a dmd or "
+                              "cmgrpo row (a row that trains a student)")
+    for table, labels in TABLES.items():
+        for label, row in labels.items():
+            if row not in ROWS:
+                raise ConfigError(f"{where}: tables.{table}.{label} names row {row!r}, which is not under 'rows'")
+
+
+check_rows()
+DMD_ROWS, CMGRPO_ROWS = rows_of("dmd"), rows_of("cmgrpo")
+TRAINED_ROWS = DMD_ROWS + CMGRPO_ROWS
+# Evaluation (evaluate.smk): VBench when the scale configures it, else the toy-world benchmark; the
+# UnifiedReward judge's dynamic degree when configured, else the benchmark's own.
+BENCHMARK = "vbench" if "vbench" in SHARED.stages else "toy"
+DYN_DEG_JUDGE = "unified_reward" in SHARED.stages
+DRIFT_LENGTH = 4  # drift videos: this many times the training length (the eval issue's 4x)
+# Tables built from other files than row JSONs (tables.smk); every other table prints row JSONs.
+SCORE_TABLES = [table for table in TABLES if table not in ("user_study", "drift")]
+
+
+def alternatives(names):
+    return "|".join(name.replace(".", r"\.") for name in names)
+
 
 wildcard_constraints:
-    row="|".join(map(lambda name: name.replace(".", r"\."), ROWS)),
+    row=alternatives(ROWS),
+    dmd_row=alternatives(DMD_ROWS),
+    cmgrpo_row=alternatives(CMGRPO_ROWS),
+    init=alternatives(INIT_MODES),
+    table=alternatives(SCORE_TABLES),
 
 
-def spec_hash(row=None):
+def spec_hash(row=None, settings=None):
     """Hash of what the row's spec determines (not where or how it runs): the `params` of a spec
     rule, so only rows whose spec changed rerun, and a new launcher or results folder reruns nothing."""
-    return config_hash(resolve_spec("config", SCALE, row, RUN_SETTINGS).model_dump(mode="json"))
+    return cached_spec_hash(row, json.dumps(settings or {}, sort_keys=True))
 
 
-SPEC_SETTINGS = " ".join(f"--set {key}={shlex.quote(json.dumps(value))}" for key, value in RUN_SETTINGS.items())
-# Heavy stages run through `raven launch {LAUNCH} --stage NAME --logs DIR -- <stage command>`; the
-# launcher of this invocation (profile) wins over the one written in the spec.
+@functools.lru_cache(maxsize=None)
+def cached_spec_hash(row, settings):
+    spec = resolve_spec("config", SCALE, row, {**RUN_SETTINGS, **json.loads(settings)}).model_dump(mode="json")
+    return config_hash({key: value for key, value in spec.items() if key not in RUN_SETTINGS or key == "seed"})
+
+
+def spec_settings(settings):
+    return " ".join(f"--set {key}={shlex.quote(json.dumps(value))}" for key, value in settings.items())
+
+
+SPEC_SETTINGS = spec_settings(RUN_SETTINGS)
+# Heavy stages run through `raven launch --spec S --stage NAME {LAUNCH} --logs DIR -- <stage command>`;
+# the launcher of this invocation (profile) wins over the one written in the spec.
 LAUNCH = f"--launcher {shlex.quote(json.dumps(config['launcher']))}"
 
 
-def spec_of(row):
-    return f"{RESULTS}/specs/{row}.yaml"
-
-
 SHARED_SPEC = f"{RESULTS}/specs/_shared.yaml"
+PROMPTS = f"{RESULTS}/data/prompts/train.txt"
+HELDOUT = f"{RESULTS}/data/prompts/heldout.txt"
+CLIPS = f"{RESULTS}/data/clips"
+
+
+def trained(folder):
+    """A training stage's output folder -> (its summary.json, written last, as the Snakemake target;
+    the EMA weights the next stage loads)."""
+    return f"{folder}/summary.json", f"{folder}/model_ema"
+
+
+# The bidirectional base (its output folder, summary target, weights): weights.base when given (paper
+# scale: Wan2.1-T2V-1.3B), else trained here.
+BASE_OUT = f"{RESULTS}/init/base"
+BASE_DONE, BASE_MODEL = trained(BASE_OUT)
+if SHARED.weights.base is not None:
+    BASE_OUT, BASE_DONE, BASE_MODEL = str(SHARED.weights.base), [], str(SHARED.weights.base)
+
+
+def student_of(row):
+    """(summary target, model folder) of the student a row samples: its own training run, or for an
+    inference row the student of the row it re-samples."""
+    if ROWS[row]["method"] == "inference":
+        return student_of(ROWS[row]["from"])
+    return trained(f"{RESULTS}/train/{row}")
+
+
+def sample_mode(row):
+    """`raven sample --mode` of a row: its spec's sampler kind when that is a streaming mode."""
+    kind = ((ROWS[row].get("overrides") or {}).get("sampler") or {}).get("kind", SHARED.sampler.kind)
+    return "rolling" if kind == "rolling" else "consistency"
+
+
+def launched(stage, logs):
+    """The `raven launch` prefix of a heavy rule: submitit job named `stage`, files under `logs`."""
+    return f"raven launch --spec {{input.spec}} --stage {stage} {{LAUNCH}} --logs {logs} --"
 
 
 rule row_spec:
@@ -54,3 +148,14 @@ rule shared_spec:
     log: RESULTS + "/logs/spec/_shared.log"
     benchmark: RESULTS + "/benchmarks/spec/_shared.tsv"
     shell: "raven spec --scale {SCALE} {SPEC_SETTINGS} --out {output} > {log} 2>&1"
+
+
+rule init_spec:
+    """The shared spec with the ODE-pair mode of one init (causal chunkwise / bidirectional teacher)."""
+    output: RESULTS + "/specs/_{init}.yaml"
+    params:
+        spec=lambda w: spec_hash(settings={"stages": {"ode_pairs": {"mode": INIT_MODES[w.init]}}}),
+        mode=lambda w: INIT_MODES[w.init],
+    log: RESULTS + "/logs/spec/_{init}.log"
+    benchmark: RESULTS + "/benchmarks/spec/_{init}.tsv"
+    shell: "raven spec --scale {SCALE} {SPEC_SETTINGS} --set stages.ode_pairs.mode={params.mode} --out {output} > {log} 2>&1"

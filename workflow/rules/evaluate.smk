@@ -1,0 +1,93 @@
+# Metrics of every row's samples and its row JSON (results/<scale>/rows/<row>.json, logged to MLflow
+# once per table that prints it), the unit every score table is built from (SPEC §10). The scale
+# decides the benchmark: the toy-world benchmark, or VBench (+ UnifiedReward dynamic degree) when
+# the scale configures `stages.vbench` (`stages.unified_reward`). The toy-world benchmark and the
+# drift report parse small toy videos on the CPU: light rules, run in place (no `raven launch`).
+
+
+rule eval_toy:
+    input: spec=RESULTS + "/specs/{row}.yaml", samples=RESULTS + "/samples/{row}/summary.json"
+    output: RESULTS + "/eval/{row}/toy.json"
+    params: samples=RESULTS + "/samples/{row}"
+    log: RESULTS + "/logs/eval/{row}/toy.log"
+    benchmark: RESULTS + "/benchmarks/eval/{row}/toy.tsv"
+    shell: "raven eval toy --spec {input.spec} --samples {params.samples} --out {output} > {log} 2>&1"
+
+
+rule vbench_env:
+    """The separate VBench virtual environment (workflow/envs/vbench.txt; VBench pins transformers 4.33)."""
+    input: spec=SHARED_SPEC, requirements="workflow/envs/vbench.txt"
+    output: RESULTS + "/eval/vbench_env.done"
+    log: RESULTS + "/logs/eval/vbench_env.log"
+    benchmark: RESULTS + "/benchmarks/eval/vbench_env.tsv"
+    shell: "raven eval vbench-env --spec {input.spec} > {log} 2>&1 && touch {output}"
+
+
+rule eval_vbench:
+    input:
+        spec=RESULTS + "/specs/{row}.yaml",
+        samples=RESULTS + "/samples/{row}/summary.json",
+        env=RESULTS + "/eval/vbench_env.done",
+    output: RESULTS + "/eval/{row}/vbench.json"
+    params: videos=RESULTS + "/samples/{row}/videos", work=RESULTS + "/eval/{row}/vbench"
+    log: RESULTS + "/logs/eval/{row}/vbench.log"
+    benchmark: RESULTS + "/benchmarks/eval/{row}/vbench.tsv"
+    shell: launched("vbench", RESULTS + "/logs/launch/{wildcards.row}/vbench") + " eval vbench --spec {input.spec} "
+           "--videos {params.videos} --work {params.work} --out {output} > {log} 2>&1"
+
+
+rule eval_unified_reward:
+    input: spec=RESULTS + "/specs/{row}.yaml", samples=RESULTS + "/samples/{row}/summary.json"
+    output: RESULTS + "/eval/{row}/unified_reward.json"
+    params: samples=RESULTS + "/samples/{row}"
+    log: RESULTS + "/logs/eval/{row}/unified_reward.log"
+    benchmark: RESULTS + "/benchmarks/eval/{row}/unified_reward.tsv"
+    shell: launched("unified_reward", RESULTS + "/logs/launch/{wildcards.row}/unified_reward") + " eval unified-reward "
+           "--spec {input.spec} --samples {params.samples} --out {output} > {log} 2>&1"
+
+
+rule row:
+    """One table row: the benchmark's metrics (+ UnifiedReward's dynamic degree) and the row's recipe."""
+    input:
+        spec=RESULTS + "/specs/{row}.yaml",
+        metrics=RESULTS + f"/eval/{{row}}/{BENCHMARK}.json",
+        dyn_deg=lambda w: [RESULTS + f"/eval/{w.row}/unified_reward.json"] if DYN_DEG_JUDGE else [],
+    output: RESULTS + "/rows/{row}.json"
+    params: dyn_deg=lambda w, input: f"--dyn-deg {input.dyn_deg}" if input.dyn_deg else ""
+    log: RESULTS + "/logs/rows/{row}.log"
+    benchmark: RESULTS + "/benchmarks/rows/{row}.tsv"
+    shell: "raven eval row --spec {input.spec} --row {wildcards.row} --metrics {input.metrics} {params.dyn_deg} "
+           "> {log} 2>&1"
+
+
+rule long_samples:
+    """Videos DRIFT_LENGTH times the training length, for the drift report."""
+    input:
+        spec=RESULTS + "/specs/{row}.yaml",
+        student=lambda w: student_of(w.row)[0],
+        prompts=HELDOUT,
+    output: RESULTS + "/samples/{row}/long/summary.json"
+    params:
+        out=RESULTS + "/samples/{row}/long",
+        model=lambda w: student_of(w.row)[1],
+        mode=lambda w: sample_mode(w.row),
+        chunks=DRIFT_LENGTH * len(SHARED.chunk_frames),
+    log: RESULTS + "/logs/sample/{row}_long.log"
+    benchmark: RESULTS + "/benchmarks/sample/{row}_long.tsv"
+    shell: launched("sample", RESULTS + "/logs/launch/{wildcards.row}/sample_long") + " sample --spec {input.spec} "
+           "--model {params.model} --prompts {input.prompts} --mode {params.mode} --chunks {params.chunks} "
+           "--out {params.out} > {log} 2>&1"
+
+
+rule drift:
+    input:
+        spec=SHARED_SPEC,
+        samples=lambda w: [RESULTS + f"/samples/{row}/long/summary.json" for row in TABLES["drift"].values()],
+    output:
+        json=RESULTS + "/eval/drift.json",
+        plot=report(RESULTS + "/plots/drift.png", category="Plots"),
+    params:
+        samples=" ".join(f"--samples {label}={RESULTS}/samples/{row}/long" for label, row in TABLES["drift"].items()),
+    log: RESULTS + "/logs/eval/drift.log"
+    benchmark: RESULTS + "/benchmarks/eval/drift.tsv"
+    shell: "raven eval drift --spec {input.spec} {params.samples} --out {output.json} --plot {output.plot} > {log} 2>&1"

@@ -1,0 +1,68 @@
+# Shared initialisation stages, built once and reused by every row (SPEC §1, §6): the bidirectional
+# base model, the causal teacher, ODE trajectories of a teacher and the ODE-initialised causal student.
+
+
+def base_data(wildcards):
+    """The base model's training data: prompts (objective exact: the toy world's denoiser) or clips."""
+    objective = SHARED.stages.get("base", {}).get("objective", "flow")
+    return PROMPTS if objective == "exact" else f"{CLIPS}/summary.json"
+
+
+def data_flag(path):
+    return f"--prompts {path}" if path == PROMPTS else f"--clips {os.path.dirname(path)}"
+
+
+rule train_base:
+    input: spec=SHARED_SPEC, data=base_data
+    output: RESULTS + "/init/base/summary.json"
+    params: out=RESULTS + "/init/base", data=lambda w, input: data_flag(input.data)
+    log: RESULTS + "/logs/init/base.log"
+    benchmark: RESULTS + "/benchmarks/init/base.tsv"
+    shell: launched("base", RESULTS + "/logs/launch/base") + " train base --spec {input.spec} {params.data} "
+           "--out {params.out} > {log} 2>&1"
+
+
+rule causal_teacher:
+    input: spec=SHARED_SPEC, base=BASE_DONE, data=base_data
+    output: RESULTS + "/init/causal_teacher/summary.json"
+    params: out=RESULTS + "/init/causal_teacher", data=lambda w, input: data_flag(input.data)
+    log: RESULTS + "/logs/init/causal_teacher.log"
+    benchmark: RESULTS + "/benchmarks/init/causal_teacher.tsv"
+    shell: launched("causal_teacher", RESULTS + "/logs/launch/causal_teacher") + " train causal-teacher "
+           "--spec {input.spec} --init {BASE_MODEL} {params.data} --out {params.out} > {log} 2>&1"
+
+
+def pairs_teacher(init):
+    """(target, folder) of the teacher whose ODE trajectories an init regresses on: the causal teacher
+    (Causal Forcing) or the bidirectional base (CausVid)."""
+    if init == "ode_causal":
+        return RESULTS + "/init/causal_teacher/summary.json", RESULTS + "/init/causal_teacher"
+    return BASE_DONE, BASE_OUT
+
+
+rule ode_pairs:
+    input:
+        spec=RESULTS + "/specs/_{init}.yaml",
+        teacher=lambda w: pairs_teacher(w.init)[0],
+        prompts=PROMPTS,
+    output: RESULTS + "/init/{init}/pairs/summary.json"
+    params: out=RESULTS + "/init/{init}/pairs", teacher=lambda w: pairs_teacher(w.init)[1]
+    log: RESULTS + "/logs/init/{init}/pairs.log"
+    benchmark: RESULTS + "/benchmarks/init/{init}/pairs.tsv"
+    shell: launched("ode_pairs", RESULTS + "/logs/launch/{wildcards.init}/pairs") + " ode pairs --spec {input.spec} "
+           "--teacher {params.teacher} --prompts {input.prompts} --out {params.out} > {log} 2>&1"
+
+
+def ode_pairs_input(wildcards):
+    """weights.causal_init (paper scale: Causal Forcing's released ODE init) replaces the trajectories."""
+    return [] if SHARED.weights.causal_init is not None else RESULTS + f"/init/{wildcards.init}/pairs/summary.json"
+
+
+rule ode_init:
+    input: spec=RESULTS + "/specs/_{init}.yaml", base=BASE_DONE, pairs=ode_pairs_input
+    output: RESULTS + "/init/{init}/student/summary.json"
+    params: out=RESULTS + "/init/{init}/student", pairs=RESULTS + "/init/{init}/pairs"
+    log: RESULTS + "/logs/init/{init}/student.log"
+    benchmark: RESULTS + "/benchmarks/init/{init}/student.tsv"
+    shell: launched("ode_init", RESULTS + "/logs/launch/{wildcards.init}/student") + " train ode-init "
+           "--spec {input.spec} --pairs {params.pairs} --init {BASE_MODEL} --out {params.out} > {log} 2>&1"

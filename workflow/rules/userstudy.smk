@@ -1,0 +1,77 @@
+# The blinded A/B user study (SPEC §10): RAVEN against each opponent of the `user_study` table, on the
+# first `stages.userstudy.prompts` held-out prompts with `samples_per_prompt` seeds each. Judgements:
+# simulated raters driven by the toy-world benchmark (config `userstudy_raters: simulated`, toy
+# scales) or people through `raven userstudy serve` (`human`, see README "User study").
+
+USER_STUDY = SHARED.stages.get("userstudy", {})
+STUDY = RESULTS + "/userstudy"
+JUDGEMENTS = STUDY + "/judgements.sqlite"
+
+
+rule userstudy_prompts:
+    input: HELDOUT
+    output: STUDY + "/prompts.txt"
+    params: prompts=USER_STUDY.get("prompts", 100)
+    log: RESULTS + "/logs/userstudy/prompts.log"
+    benchmark: RESULTS + "/benchmarks/userstudy/prompts.tsv"
+    shell: "head -n {params.prompts} {input} > {output} 2> {log}"
+
+
+rule userstudy_samples:
+    input:
+        spec=RESULTS + "/specs/{row}.yaml",
+        student=lambda w: student_of(w.row)[0],
+        prompts=STUDY + "/prompts.txt",
+    output: RESULTS + "/samples/{row}/userstudy/summary.json"
+    params:
+        out=RESULTS + "/samples/{row}/userstudy",
+        model=lambda w: student_of(w.row)[1],
+        mode=lambda w: sample_mode(w.row),
+        seeds=USER_STUDY.get("samples_per_prompt", 4),
+    log: RESULTS + "/logs/sample/{row}_userstudy.log"
+    benchmark: RESULTS + "/benchmarks/sample/{row}_userstudy.tsv"
+    shell: launched("sample", RESULTS + "/logs/launch/{wildcards.row}/sample_userstudy") + " sample --spec {input.spec} "
+           "--model {params.model} --prompts {input.prompts} --mode {params.mode} --seeds-per-prompt {params.seeds} "
+           "--out {params.out} > {log} 2>&1"
+
+
+rule userstudy_prepare:
+    input:
+        spec=SHARED_SPEC,
+        samples=[RESULTS + f"/samples/{row}/userstudy/summary.json" for row in TABLES["user_study"].values()],
+    output: STUDY + "/manifest.json"
+    params:
+        samples=" ".join(f"--samples {label}={RESULTS}/samples/{row}/userstudy"
+                         for label, row in TABLES["user_study"].items()),
+    log: RESULTS + "/logs/userstudy/prepare.log"
+    benchmark: RESULTS + "/benchmarks/userstudy/prepare.tsv"
+    shell: "raven userstudy prepare --spec {input.spec} {params.samples} --out " + STUDY + " > {log} 2>&1"
+
+
+if config["userstudy_raters"] == "simulated":
+    rule userstudy_judgements:
+        input: STUDY + "/manifest.json"
+        output: JUDGEMENTS
+        log: RESULTS + "/logs/userstudy/judgements.log"
+        benchmark: RESULTS + "/benchmarks/userstudy/judgements.tsv"
+        shell: "raven userstudy simulate --study " + STUDY + " --db {output} --seed {config[seed]} > {log} 2>&1"
+else:
+    rule userstudy_judgements:
+        """People judge the pairs in the browser; this rule only says how when no judgements exist yet."""
+        input: STUDY + "/manifest.json"
+        output: JUDGEMENTS
+        log: RESULTS + "/logs/userstudy/judgements.log"
+        shell: "echo 'No judgements yet: run `raven userstudy serve --study " + STUDY + " --db {output}`, let the "
+               "annotators judge every pair, stop the server, and run Snakemake again.' | tee {log} >&2; exit 1"
+
+
+rule userstudy_analyze:
+    input: manifest=STUDY + "/manifest.json", judgements=JUDGEMENTS
+    output:
+        json=STUDY + "/analysis.json",
+        plot=report(RESULTS + "/plots/user_study.png", category="Plots"),
+    params: bootstrap=USER_STUDY.get("bootstrap", 2000)
+    log: RESULTS + "/logs/userstudy/analyze.log"
+    benchmark: RESULTS + "/benchmarks/userstudy/analyze.tsv"
+    shell: "raven userstudy analyze --study " + STUDY + " --db {input.judgements} --bootstrap {params.bootstrap} "
+           "--out {output.json} --plot {output.plot} > {log} 2>&1"
