@@ -1,0 +1,470 @@
+"""CM-GRPO (SPEC §8): group-relative policy optimisation on the consistency sampler's Gaussian kernel.
+
+One step (strictly on-policy: one optimiser step per rollout batch, no ratio or clipping of ratios):
+1. Rollouts: `calls_per_step` batched streaming calls, each of `groups_per_call` prompts × `group_size`
+   samples from one policy snapshot with the trajectory recorded; ranks of one `sync_group_size` group draw
+   the same prompts (their seeds differ), so a prompt's group spans the sync group.
+2. Rewards on the decoded videos (`raven.rewards`), aggregated per call (`normalize_then_sum` /
+   `sum_then_normalize`), then per-prompt advantages pooled over ranks and calls, clipped to ±adv_clip_max.
+   A sample whose reward failed (NaN) is excluded from its group's statistics, with a warning, and gets
+   advantage 0 (no gradient).
+3. Per rollout one transition k ∈ {0 … steps − 1 − skip_timesteps} (the deterministic last step is never
+   trained): x_t = xt[k], the realised x_s = xt[k+1]. The policy forward of the history mode (RAVEN's
+   interleaved forward, or SF-style) gives x̂0_θ; the kernel (consistency, or Euler–Maruyama for the
+   Flow-GRPO comparison) gives μ(x̂0_θ), σ ≥ 1e-6. Per element `(x̂0_θ − sg(x̂0_θ + Â·g/2))²` with
+   g = ∇_x̂0 log N(x_s; μ, σ²), so the gradient is −Â·∇ log N (for the consistency kernel
+   g/2 = A(s)/(2σ²)·(x_s − μ): SPEC §8's target). Optional KL: β·‖μ − μ_ref‖²/(2σ²) per element,
+   μ_ref from the frozen reference (the policy with its LoRA disabled, CFG `kl_guidance`). Chunk weighting,
+   × policy_loss_scaling; micro-batches with gradient accumulation.
+The policy is the causal student + LoRA (peft) on SPEC §8's modules; only the LoRA weights train (EMA on
+them); the adapter and the merged model are exported.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Literal
+
+import torch
+from pydantic import Field, field_validator
+
+from raven.config import ConfigError, RunSpec, Section
+from raven.config.spec import HistoryMode, OptimSpec, WeightingSpec
+from raven.diffusion.consistency import gaussian_log_prob, kernel_mean_std
+from raven.rewards import (
+    REWARD_NAMES,
+    AdvantageTracker,
+    RewardSources,
+    aggregate_rewards,
+    score_videos,
+)
+from raven.rewards.aggregate import Aggregation, valid_samples
+from raven.training.history import Rollout, generator_x0
+from raven.training.loop import StepContext
+
+log = logging.getLogger(__name__)
+
+SIGMA_FLOOR = 1e-6
+POLICY_HISTORY_MODES = ("raven", "sf")
+PAPER_REWARD_WEIGHTS = {"videoalign_TA": 2.0, "raft_RAFT": 0.35, "ms_MS": 0.75, "aq_AES": 1.0, "iq_IMG": 1.0}
+# SPEC §8: self/cross-attention q,k,v,o, FFN linears, text/time embedding linears and the output head.
+LORA_TARGETS = ("to_q", "to_k", "to_v", "to_out.0", "net.0.proj", "net.2", "linear_1", "linear_2", "time_proj",
+                "proj_out")
+
+
+class CMGRPOOptions(Section):
+    """`stages.cmgrpo` of a run spec (SPEC §8); defaults are the paper's main run."""
+
+    iterations: int = Field(default=160, gt=0)
+    budget_s: float | None = Field(default=None, gt=0)
+    group_size: int = Field(default=4, gt=1)
+    groups_per_call: int = Field(default=1, gt=0)
+    calls_per_step: int = Field(default=1, gt=0)
+    sync_group_size: int = Field(default=8, gt=0)
+    reward_weights: dict[str, float] = Field(default_factory=lambda: dict(PAPER_REWARD_WEIGHTS))
+    aggregation: Aggregation = "normalize_then_sum"
+    rewards: RewardSources = RewardSources()
+    adv_clip_max: float = Field(default=5.0, gt=0)
+    skip_timesteps: int = Field(default=1, ge=1)
+    micro_batch_size: int = Field(default=2, gt=0)
+    policy_loss_scaling: float = Field(default=100.0, gt=0)
+    kl_beta: float = Field(default=0.0, ge=0)
+    kl_guidance: float = Field(default=1.0, ge=0)
+    rollout_guidance: float = Field(default=1.0, ge=0)
+    history_mode: HistoryMode = "raven"
+    weighting: WeightingSpec = -1
+    lora_rank: int = Field(default=256, gt=0)
+    lora_alpha: float = Field(default=256, gt=0)
+    optim: OptimSpec = OptimSpec(lr=5e-6, betas=(0.0, 0.999), eps=1e-10)
+    ema_decay: float = Field(default=0.9675, ge=0, lt=1)
+    checkpoint_every: int = Field(default=20, gt=0)
+
+    @field_validator("reward_weights")
+    @classmethod
+    def _known_rewards(cls, weights: dict[str, float]) -> dict[str, float]:
+        unknown = sorted(set(weights) - set(REWARD_NAMES))
+        if unknown:
+            raise ValueError(f"unknown rewards {unknown}; the registry has {list(REWARD_NAMES)}")
+        if not any(w != 0 for w in weights.values()):
+            raise ValueError("every reward weight is zero: give at least one reward a weight")
+        return weights
+
+    @field_validator("history_mode")
+    @classmethod
+    def _policy_mode(cls, mode: str) -> str:
+        if mode not in POLICY_HISTORY_MODES:
+            raise ValueError(f"history_mode {mode!r}: CM-GRPO trains on its own rollouts, use one of {POLICY_HISTORY_MODES}")
+        return mode
+
+
+# ---- the formulas --------------------------------------------------------------------------------------
+
+
+def transition_choice(batch: int, num_steps: int, skip_timesteps: int, generator: torch.Generator) -> torch.Tensor:
+    """k ~ U{0, …, num_steps − 1 − skip_timesteps} per rollout: the last step(s) are never trained (SPEC §8)."""
+    trainable = num_steps - skip_timesteps
+    if trainable < 1:
+        raise ValueError(f"skip_timesteps {skip_timesteps} leaves no trainable step of {num_steps}")
+    return torch.randint(0, trainable, (batch,), generator=generator)
+
+
+def log_prob_gradient(x0_hat: torch.Tensor, x_t: torch.Tensor, x_s: torch.Tensor, t: torch.Tensor, s: torch.Tensor,
+                      kernel: str, eta: float, sigma_max: float) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """g = ∇_x̂0 log N(x_s; μ(x̂0), σ²) at the detached x̂0, with μ (detached) and σ (≥ 1e-6) of the kernel."""
+    x0 = x0_hat.detach().double().requires_grad_(True)
+    with torch.enable_grad():
+        mean, std = kernel_mean_std(kernel, x_t.double(), x0, t, s, eta, sigma_max)
+        std = std.clamp_min(SIGMA_FLOOR)
+        (gradient,) = torch.autograd.grad(gaussian_log_prob(x_s.double(), mean, std).sum(), x0)
+    return gradient, mean.detach(), std.detach().expand_as(mean)
+
+
+def policy_elementwise_loss(x0_hat: torch.Tensor, advantages: torch.Tensor, gradient: torch.Tensor) -> torch.Tensor:
+    """Per element `(x̂0 − sg(x̂0 + Â·g/2))²`: its gradient w.r.t. x̂0 is −Â·g = −Â·∇ log N (SPEC §8). float64."""
+    x0 = x0_hat.double()
+    advantage = advantages.to(x0).view(-1, *([1] * (x0.ndim - 1)))
+    target = (x0 + advantage * gradient / 2).detach()
+    return (x0 - target).pow(2)
+
+
+def kl_elementwise_loss(mean: torch.Tensor, mean_ref: torch.Tensor, std: torch.Tensor, beta: float) -> torch.Tensor:
+    """β·(μ − μ_ref)²/(2σ²) per element (SPEC §8's optional KL to the reference)."""
+    return beta * (mean - mean_ref.detach()).pow(2) / (2 * std.detach().pow(2))
+
+
+# ---- LoRA policy ---------------------------------------------------------------------------------------
+
+
+def add_lora(model: torch.nn.Module, rank: int, alpha: float) -> torch.nn.Module:
+    """LoRA adapters via peft on SPEC §8's modules; afterwards only the LoRA weights require grad."""
+    from peft import LoraConfig
+
+    model.requires_grad_(False)
+    model.add_adapter(LoraConfig(r=rank, lora_alpha=alpha, target_modules=list(LORA_TARGETS), init_lora_weights=True))
+    for name, param in model.named_parameters():
+        param.requires_grad_("lora_" in name)
+    return model
+
+
+@contextmanager
+def adapters_disabled(model: torch.nn.Module):
+    """The frozen reference: the policy with its LoRA switched off."""
+    model.disable_adapters()
+    try:
+        yield
+    finally:
+        model.enable_adapters()
+
+
+def merged_state_dict(model: torch.nn.Module, lora: dict[str, torch.Tensor] | None = None) -> dict[str, torch.Tensor]:
+    """The plain transformer's state dict with the LoRA update merged: W + (α/r)·B·A per adapted linear.
+
+    `lora` optionally replaces the LoRA tensors (the EMA's). The model itself is left unchanged.
+    """
+    from peft.tuners.lora import LoraLayer
+
+    state = {name: tensor.detach().clone() for name, tensor in model.state_dict().items() if "lora_" not in name}
+    lora = lora or {}
+    for name, module in model.named_modules():
+        if not isinstance(module, LoraLayer):
+            continue
+        for adapter in module.active_adapters:
+            a = lora.get(f"{name}.lora_A.{adapter}.weight", module.lora_A[adapter].weight).detach()
+            b = lora.get(f"{name}.lora_B.{adapter}.weight", module.lora_B[adapter].weight).detach()
+            state[f"{name}.base_layer.weight"] += module.scaling[adapter] * (b @ a).to(state[f"{name}.base_layer.weight"])
+    return {name.replace(".base_layer", ""): tensor for name, tensor in state.items()}
+
+
+# ---- the step ------------------------------------------------------------------------------------------
+
+
+@dataclass
+class RolloutBatch:
+    """All rollouts of one step, concatenated over calls: trajectory, prompts, per-call groups, scores."""
+
+    rollout: Rollout
+    text: torch.Tensor
+    prompts: list[str]
+    rewards: dict[str, torch.Tensor]
+    aggregate: torch.Tensor
+
+
+def concat_rollouts(rollouts: Sequence[Rollout]) -> Rollout:
+    return Rollout(
+        x0=torch.cat([r.x0 for r in rollouts]),
+        states=[torch.cat(states) for states in zip(*(r.states for r in rollouts))],
+        times=rollouts[0].times,
+    )
+
+
+def select(rollout: Rollout, index: torch.Tensor) -> Rollout:
+    return Rollout(rollout.x0[index], [s[index] for s in rollout.states], rollout.times)
+
+
+def group_gaps(values: torch.Tensor, prompts: Sequence[str]) -> float:
+    """Mean over prompts of (max − min) of finite values within the prompt's samples."""
+    gaps = []
+    for prompt in dict.fromkeys(prompts):
+        chosen = values[[p == prompt for p in prompts]]
+        chosen = chosen[torch.isfinite(chosen)]
+        if len(chosen):
+            gaps.append(float(chosen.max() - chosen.min()))
+    return sum(gaps) / len(gaps) if gaps else float("nan")
+
+
+@dataclass
+class CMGRPOStep:
+    """One CM-GRPO iteration (SPEC §8); the loop owns optimiser, EMA, checkpoints and logging."""
+
+    options: CMGRPOOptions
+    spec: RunSpec
+    model: torch.nn.Module
+    policy: object  # CausalForwards of `model`
+    text_table: object  # raven.training.base.TextTable of the training prompts
+    decode: object  # latents -> pixels in [-1, 1]
+    rewards: dict
+    timesteps: list[int]
+    kernel: Literal["consistency", "euler_maruyama"] = "consistency"
+    eta: float = 0.0
+
+    def draw_prompts(self, ctx: StepContext, call: int) -> list[str]:
+        """The call's prompts, equal on every rank of a sync group (seeded by the group's first rank)."""
+        world, sync = ctx.world, self.options.sync_group_size
+        leader = world.rank - world.rank % sync
+        seed = self.spec.seed + (ctx.iteration * self.options.calls_per_step + call) * world.world_size + leader
+        index = torch.randint(0, len(self.text_table.prompts), (self.options.groups_per_call,),
+                              generator=torch.Generator().manual_seed(seed))
+        return [self.text_table.prompts[i] for i in index.tolist()]
+
+    def text_of(self, prompts: Sequence[str]) -> torch.Tensor:
+        return self.text_table.embeddings[self.text_table.rows(prompts)]
+
+    @torch.no_grad()
+    def roll_out(self, ctx: StepContext) -> RolloutBatch:
+        from raven.diffusion.streaming import generate
+
+        rollouts, prompts, scores, aggregates = [], [], [], []
+        for call in range(self.options.calls_per_step):
+            call_prompts = [p for p in self.draw_prompts(ctx, call) for _ in range(self.options.group_size)]
+            seeds = torch.randint(0, 2**31 - 1, (len(call_prompts),), generator=ctx.generator).tolist()
+            generation = generate(self.policy, self.text_of(call_prompts), seeds, timesteps=self.timesteps, record=True,
+                                  guidance=self.options.rollout_guidance, negative_text=self.text_table.embeddings[:1],
+                                  kernel=self.kernel, eta=self.eta)
+            call_scores = score_videos(self.rewards, self.decode(generation.latents), call_prompts, self.spec.video.fps)
+            aggregates.append(aggregate_rewards(self.options.aggregation, call_scores, self.options.reward_weights,
+                                                call_prompts))
+            rollouts.append(generation.rollout())
+            prompts += call_prompts
+            scores.append(call_scores)
+        rewards = {name: torch.cat([s[name] for s in scores]) for name in self.rewards}
+        return RolloutBatch(concat_rollouts(rollouts), self.text_of(prompts), prompts, rewards, torch.cat(aggregates))
+
+    def x0_with_grad(self, rollout: Rollout, k: torch.Tensor, text: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
+        return generator_x0(self.options.history_mode, self.policy, rollout, k, text, self.spec.chunk_frames, generator)
+
+    def reference_mean(self, rollout: Rollout, k: torch.Tensor, text: torch.Tensor, x_t, t, s, generator) -> torch.Tensor:
+        """μ_ref of the frozen reference (LoRA off), CFG `kl_guidance` against the empty prompt."""
+        with torch.no_grad(), adapters_disabled(self.model):
+            x0_ref = self.x0_with_grad(rollout, k, text, generator)
+            if self.options.kl_guidance != 1.0:
+                empty = self.text_table.embeddings[:1].expand_as(text)
+                uncond = self.x0_with_grad(rollout, k, empty, generator)
+                x0_ref = uncond + self.options.kl_guidance * (x0_ref - uncond)
+        mean, _ = kernel_mean_std(self.kernel, x_t.double(), x0_ref.double(), t, s, self.eta, self.sigma_max)
+        return mean
+
+    @property
+    def sigma_max(self) -> float:
+        return self.timesteps[1] / 1000 if len(self.timesteps) > 1 else 1.0
+
+    def transition(self, rollout: Rollout, k: torch.Tensor):
+        """x_t = xt[k], x_s = xt[k+1] (the realised next state) and their per-frame times [B, F]."""
+        frames = rollout.x0.shape[2]
+        x_t = torch.stack([rollout.states[int(kb)][b] for b, kb in enumerate(k)])
+        x_s = torch.stack([rollout.states[int(kb) + 1][b] for b, kb in enumerate(k)])
+        device = rollout.x0.device
+        t = torch.tensor([rollout.times[int(kb)] for kb in k], device=device).view(-1, 1).expand(-1, frames)
+        s = torch.tensor([rollout.times[int(kb) + 1] for kb in k], device=device).view(-1, 1).expand(-1, frames)
+        return x_t, x_s, t, s
+
+    def micro_batch_loss(self, rollout: Rollout, k: torch.Tensor, text: torch.Tensor, advantages: torch.Tensor,
+                         ctx: StepContext) -> tuple[torch.Tensor, dict[str, float]]:
+        from raven.training.weighting import chunk_weighted_loss
+
+        x_t, x_s, t, s = self.transition(rollout, k)
+        x0_hat = self.x0_with_grad(rollout, k, text, ctx.generator)
+        gradient, mean, std = log_prob_gradient(x0_hat, x_t, x_s, t, s, self.kernel, self.eta, self.sigma_max)
+        per_element = policy_elementwise_loss(x0_hat, advantages, gradient)
+        metrics = {"log_prob": float(gaussian_log_prob(x_s.double(), mean, std).mean())}
+        if self.options.kl_beta > 0:
+            mean_grad, _ = kernel_mean_std(self.kernel, x_t.double(), x0_hat.double(), t, s, self.eta, self.sigma_max)
+            kl = kl_elementwise_loss(mean_grad, self.reference_mean(rollout, k, text, x_t, t, s, ctx.generator), std,
+                                     self.options.kl_beta)
+            metrics["kl"] = float(kl.detach().flatten(1).sum(1).mean())
+            per_element = per_element + kl
+        loss = self.options.policy_loss_scaling * chunk_weighted_loss(per_element, self.spec.chunk_frames,
+                                                                       self.options.weighting, world=ctx.world)
+        return loss, metrics
+
+    def __call__(self, ctx: StepContext) -> dict[str, float]:
+        batch = self.roll_out(ctx)
+        tracker = AdvantageTracker(self.options.adv_clip_max)
+        tracker.add(batch.prompts, batch.aggregate)
+        advantages = tracker.advantages()
+        valid = valid_samples(batch.rewards, self.options.reward_weights) & torch.isfinite(batch.aggregate)
+        k_all = transition_choice(len(batch.prompts), len(self.timesteps), self.options.skip_timesteps, ctx.generator)
+        # Excluded samples keep their place with advantage 0 (no gradient), so that every rank runs the same
+        # micro-batches and the loss denominators' all-reduce stays matched.
+        advantages = torch.where(valid, advantages, torch.zeros_like(advantages))
+        size = self.options.micro_batch_size
+        micro = [torch.arange(i, min(i + size, len(batch.prompts))) for i in range(0, len(batch.prompts), size)]
+        losses, extra = [], []
+        for index in micro:
+            loss, metrics = self.micro_batch_loss(select(batch.rollout, index), k_all[index], batch.text[index],
+                                                  advantages[index], ctx)
+            (loss / len(micro)).backward()
+            losses.append(float(loss.detach()))
+            extra.append(metrics)
+        metrics = ctx.optimisers.step("policy")
+        return {**metrics, **self.step_metrics(batch, advantages, valid, losses, extra)}
+
+    def step_metrics(self, batch: RolloutBatch, advantages: torch.Tensor, valid: torch.Tensor, losses: list[float],
+                     extra: list[dict[str, float]]) -> dict[str, float]:
+        metrics: dict[str, float] = {}
+        for name, values in batch.rewards.items():
+            finite = values[torch.isfinite(values)]
+            metrics[f"reward/{name}"] = float(finite.mean()) if len(finite) else float("nan")
+            metrics[f"reward_gap/{name}"] = group_gaps(values, batch.prompts)
+        metrics["reward/aggregate"] = float(batch.aggregate[valid].mean()) if valid.any() else float("nan")
+        metrics["reward_gap/aggregate"] = group_gaps(batch.aggregate, batch.prompts)
+        used = advantages[valid]
+        metrics.update({
+            "advantage/mean": float(used.mean()) if len(used) else 0.0,
+            "advantage/std": float(used.std(correction=0)) if len(used) else 0.0,
+            "advantage/abs_mean": float(used.abs().mean()) if len(used) else 0.0,
+            "advantage/clipped_fraction": float((used.abs() >= self.options.adv_clip_max).double().mean()) if len(used) else 0.0,
+            "samples/excluded": float((~valid).sum()),
+            "loss/policy": sum(losses) / len(losses) if losses else 0.0,
+        })
+        for key in {k for m in extra for k in m}:
+            metrics[f"policy/{key}"] = sum(m[key] for m in extra) / len(extra)
+        return metrics
+
+
+# ---- the trainer ---------------------------------------------------------------------------------------
+
+
+def sampler_kernel(spec: RunSpec) -> tuple[str, float]:
+    """The rollout sampler and kernel: `consistency` (CM-GRPO) or `euler_maruyama` with η (Flow-GRPO)."""
+    if spec.sampler.kind not in ("consistency", "euler_maruyama"):
+        raise ConfigError(f"sampler.kind {spec.sampler.kind!r}: CM-GRPO rolls out with 'consistency' or "
+                          "'euler_maruyama' (the Flow-GRPO comparison)")
+    if spec.sampler.kind == "euler_maruyama" and spec.sampler.eta <= 0:
+        raise ConfigError("sampler.kind 'euler_maruyama' needs sampler.eta > 0: with η = 0 the step is deterministic "
+                          "and has no log-probability")
+    return spec.sampler.kind, spec.sampler.eta
+
+
+def sampler_timesteps(spec: RunSpec) -> list[int]:
+    from raven.diffusion.schedule import sampling_timesteps
+
+    if spec.sampler.timesteps is not None:
+        return list(spec.sampler.timesteps)
+    return sampling_timesteps(spec.sampler.num_steps, spec.sampler.shift, spec.sampler.warp)
+
+
+def lora_state(model: torch.nn.Module) -> dict[str, torch.Tensor]:
+    """The adapter's tensors under peft's standard names (as `save_pretrained` of a PeftModel writes them)."""
+    from peft import get_peft_model_state_dict
+
+    return {name: tensor.detach().contiguous() for name, tensor in get_peft_model_state_dict(model).items()}
+
+
+def save_adapter(model: torch.nn.Module, folder: Path) -> None:
+    """`adapter_model.safetensors` + `adapter_config.json` (peft's layout), written beside then renamed in."""
+    import json
+    import shutil
+
+    from safetensors.torch import save_file
+
+    staging = folder.with_name(f".tmp-{folder.name}")
+    shutil.rmtree(staging, ignore_errors=True)
+    staging.mkdir(parents=True)
+    save_file(lora_state(model), str(staging / "adapter_model.safetensors"))
+    config = model.peft_config["default"].to_dict()
+    config["target_modules"] = sorted(config["target_modules"])
+    (staging / "adapter_config.json").write_text(json.dumps(config, indent=2, sort_keys=True, default=str) + "\n")
+    shutil.rmtree(folder, ignore_errors=True)
+    staging.rename(folder)
+
+
+def export_policy(out: Path, model: torch.nn.Module) -> dict[str, str]:
+    """From the final checkpoint: merged online and EMA transformers (`model`, `model_ema`) and the LoRA
+    adapters (`adapter`, `adapter_ema`)."""
+    from raven.training.checkpoint import latest_checkpoint, load_part
+    from raven.training.loop import export_pretrained
+
+    folder = latest_checkpoint(out / "checkpoints")
+    model.load_state_dict(load_part(folder, "model-policy"))
+    ema = load_part(folder, "ema-policy")
+    export_pretrained(model, merged_state_dict(model), out / "model")
+    save_adapter(model, out / "adapter")
+    export_pretrained(model, merged_state_dict(model, ema), out / "model_ema")
+    with torch.no_grad():
+        params = dict(model.named_parameters())
+        for name, tensor in ema.items():
+            params[name].copy_(tensor)
+    save_adapter(model, out / "adapter_ema")
+    return {"policy": "model", "policy_ema": "model_ema", "adapter": "adapter", "adapter_ema": "adapter_ema"}
+
+
+def build_policy(parts, init: Path, options: CMGRPOOptions) -> torch.nn.Module:
+    return add_lora(parts.load(init), options.lora_rank, options.lora_alpha)
+
+
+def train_cmgrpo(spec_path, init, prompts, out) -> dict:
+    """`raven train cmgrpo`: CM-GRPO (or Flow-GRPO with sampler.kind euler_maruyama) from the student at `init`
+    on the prompts of the file `prompts`; writes checkpoints, the merged models, adapters, summary.json last."""
+    from raven.config import read_spec, stage_options
+    from raven.data.prompts import read_prompt_file
+    from raven.diffusion.streaming import streaming_forwards
+    from raven.io import atomic_write_json
+    from raven.rewards import build_rewards
+    from raven.training.base import ModelParts, TextTable
+    from raven.training.distributed import close_world, init_world
+    from raven.training.dmd import require_matching_architecture
+    from raven.training.loop import LoopOptions, TrainedModel, train
+
+    spec = read_spec(spec_path)
+    options = stage_options(spec, "cmgrpo", CMGRPOOptions)
+    kernel, eta = sampler_kernel(spec)
+    init = require_matching_architecture(init, spec, "--init")
+    prompt_list = read_prompt_file(prompts)
+    rewards = build_rewards([n for n, w in options.reward_weights.items() if w != 0], options.rewards,
+                            "stages.cmgrpo.rewards")
+    out = Path(out)
+    world = init_world()
+    try:
+        parts = ModelParts.build(spec)
+        model = build_policy(parts, init, options)
+        step = CMGRPOStep(options, spec, model, streaming_forwards(model, spec), TextTable.build(parts.encode_text, prompt_list),
+                          parts.codec.decode, rewards, sampler_timesteps(spec), kernel, eta)
+        summary = train(
+            [TrainedModel("policy", model, options.optim, options.ema_decay, export=None)], step, out,
+            LoopOptions(options.iterations, options.checkpoint_every, spec.seed, budget_s=options.budget_s),
+            world=world, spec=spec, stage="cmgrpo",
+            summary_extra={"init": str(init), "prompts": len(prompt_list), "kernel": kernel, "eta": eta,
+                           "history_mode": options.history_mode, "reward_weights": options.reward_weights,
+                           "reward_kind": options.rewards.kind},
+        )
+        if world.is_main:
+            summary["models"] = export_policy(out, build_policy(parts, init, options))
+            atomic_write_json(out / "summary.json", summary)
+        world.barrier()
+        return summary
+    finally:
+        close_world(world)
