@@ -83,23 +83,23 @@ def raven_student(spec, work: Path, args) -> Path:
 @torch.no_grad()
 def evaluate(spec, model_folder: Path, prompts: list[str], samples: int) -> dict:
     """Per-reward means and the toy-world benchmark of `samples` videos per held-out prompt (fixed seeds)."""
-    from raven.diffusion.streaming import generate, streaming_forwards
+    from raven.diffusion.schedule import student_timesteps
+    from raven.diffusion.streaming import generate
     from raven.evaluation.toy import benchmark
-    from raven.models import load_transformer
+    from raven.models import causal_forwards, load_transformer
     from raven.rewards import REWARD_NAMES, RewardSources, build_rewards, score_videos
     from raven.training.base import ModelParts, TextTable
-    from raven.training.cmgrpo import sampler_timesteps
     from raven.world.render import to_uint8
 
     parts = ModelParts.build(spec)
-    forwards = streaming_forwards(load_transformer(model_folder, spec).eval(), spec)
+    forwards = causal_forwards(load_transformer(model_folder, spec).eval(), spec)
     table = TextTable.build(parts.encode_text, prompts)
     rewards = build_rewards(list(REWARD_NAMES), RewardSources())
     scores, videos, names = {name: [] for name in REWARD_NAMES}, [], []
     for index, prompt in enumerate(prompts):
         batch = [prompt] * samples
         seeds = [EVAL_SEED + index * samples + i for i in range(samples)]
-        latents = generate(forwards, table.embeddings[table.rows(batch)], seeds, timesteps=sampler_timesteps(spec)).latents
+        latents = generate(forwards, table.embeddings[table.rows(batch)], seeds, timesteps=student_timesteps(spec)).latents
         pixels = parts.codec.decode(latents)
         for name, values in score_videos(rewards, pixels, batch, spec.video.fps).items():
             scores[name].append(values)

@@ -36,16 +36,14 @@ import torch
 
 from raven.config import RunSpec, resolve_spec
 from raven.diffusion.consistency import consistency_step
-from raven.diffusion.schedule import x0_from_velocity
+from raven.diffusion.schedule import student_timesteps, x0_from_velocity
 from raven.diffusion.streaming import (
     SampleNoise,
     chunk_layout,
     generate,
-    streaming_forwards,
 )
 from raven.io import atomic_write_json
-from raven.models import build_text_encoder, build_transformer
-from raven.training.dmd import sampler_times
+from raven.models import build_text_encoder, build_transformer, causal_forwards
 from raven.training.history import generator_x0
 
 REPORT = Path(__file__).parent / "reports" / "streaming.json"
@@ -168,15 +166,15 @@ def main() -> None:
     torch.set_num_threads(args.threads)
 
     spec = resolve_spec(Path(__file__).parents[1] / "config", args.scale)
-    timesteps = sampler_times(spec)
+    timesteps = student_timesteps(spec)
     torch.manual_seed(0)
     model = build_transformer(spec).eval()
     encoder = build_text_encoder(spec)
     text, negative = encoder(PROMPTS), encoder([""])
     batch_text = text[:1].expand(args.batch, -1, -1)
     seeds = [SEED + b for b in range(args.batch)]
-    forwards = streaming_forwards(model, spec)
-    windowed = streaming_forwards(model, spec, sink=1, window=2)
+    forwards = causal_forwards(model, spec)
+    windowed = causal_forwards(model, spec, sink=1, window=2)
     pipe = wan_pipeline(spec, model, encoder)
 
     def stream(chunks: int | None, prompts: torch.Tensor = batch_text, seeds: list[int] = seeds):

@@ -8,7 +8,8 @@ import torch
 from raven.config import resolve_spec, stage_options
 from raven.config.spec import OptimSpec
 from raven.diffusion.consistency import gaussian_log_prob, kernel_mean_std
-from raven.diffusion.streaming import generate, streaming_forwards
+from raven.diffusion.streaming import generate
+from raven.models import causal_forwards
 from raven.rewards import RewardSources, build_rewards
 from raven.training.base import ModelParts, TextTable
 from raven.training.cmgrpo import CMGRPOOptions, CMGRPOStep, add_lora, merged_state_dict
@@ -44,7 +45,7 @@ def test_lora_trains_only_adapters_on_the_spec_modules(setup):
 
 def rollout_of(setup):
     spec, parts, model = setup
-    forwards = streaming_forwards(model, spec)
+    forwards = causal_forwards(model, spec)
     table = TextTable.build(parts.encode_text, [PROMPT])
     text = table.embeddings[table.rows([PROMPT, PROMPT])]
     with torch.no_grad():
@@ -101,7 +102,7 @@ def test_a_step_moves_only_the_adapter_and_excludes_failed_rewards(setup, repo_r
         "group_size": 2, "groups_per_call": 2, "sync_group_size": 1, "lora_rank": 4, "lora_alpha": 4}}})
     options = stage_options(spec, "cmgrpo", CMGRPOOptions)
     prompts = [PROMPT, "a purple cube floating on mars"]  # the toy text alignment cannot parse the second
-    step = CMGRPOStep(options, spec, model, streaming_forwards(model, spec), TextTable.build(parts.encode_text, prompts),
+    step = CMGRPOStep(options, spec, model, causal_forwards(model, spec), TextTable.build(parts.encode_text, prompts),
                       parts.codec.decode, build_rewards(list(options.reward_weights), RewardSources()), TIMES)
     optimisers = Optimisers([TrainedModel("policy", model, OptimSpec(lr=1e-3))], World())
     base = {n: p.detach().clone() for n, p in model.named_parameters() if not p.requires_grad}

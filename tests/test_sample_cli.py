@@ -34,8 +34,8 @@ def sample(root, out, *extra):
 
 
 def test_sample_writes_videos_pixels_listing_and_summary_last(setup, capsys):
-    from raven.diffusion.streaming import generate, streaming_forwards
-    from raven.models import build_codec, build_text_encoder, load_transformer
+    from raven.diffusion.streaming import generate
+    from raven.models import build_codec, build_text_encoder, causal_forwards, load_transformer
     from raven.world.render import to_uint8
 
     spec, root = setup
@@ -48,7 +48,7 @@ def test_sample_writes_videos_pixels_listing_and_summary_last(setup, capsys):
     videos = np.load(out / "videos.npy")
     assert videos.dtype == np.uint8 and videos.shape == (4, 9, 16, 16, 3)
     # the pixels are the decoded latents of the same seeds, whatever the batching
-    forwards = streaming_forwards(load_transformer(root / "model", spec).eval(), spec)
+    forwards = causal_forwards(load_transformer(root / "model", spec).eval(), spec)
     with torch.no_grad():
         latents = generate(forwards, build_text_encoder(spec)([PROMPTS[1]]), [spec.seed + 3],
                            timesteps=[1000, 938, 833, 625]).latents

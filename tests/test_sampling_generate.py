@@ -7,8 +7,8 @@ import torch
 
 from raven.diffusion.ode import euler_step
 from raven.diffusion.schedule import x0_from_velocity
-from raven.diffusion.streaming import generate, streaming_forwards
-from raven.models import build_text_encoder, build_transformer
+from raven.diffusion.streaming import generate
+from raven.models import build_text_encoder, build_transformer, causal_forwards
 from raven.training.history import Rollout
 
 TIMES = [1000, 938, 833, 625]
@@ -29,7 +29,7 @@ def parts(repo_root):
 @pytest.fixture(scope="module")
 def forwards(parts):
     spec, model, _, _ = parts
-    return streaming_forwards(model, spec)
+    return causal_forwards(model, spec)
 
 
 @pytest.fixture(scope="module")
@@ -160,7 +160,7 @@ def test_rolling_window_denoises_staggered_chunks_jointly(parts, forwards, gener
 def test_sink_and_window_forwards_stream_past_the_horizon(parts):
     """Sink 1 + window 1 over 8 chunks: the streaming calls equal the interleaved forward under the same rule."""
     spec, model, text, _ = parts
-    windowed = streaming_forwards(model, spec, sink=1, window=1)
+    windowed = causal_forwards(model, spec, sink=1, window=1)
     seen = []
     with torch.no_grad():
         generation = generate(windowed, text, [1, 2], timesteps=[1000, 757, 522], num_chunks=8, record=True,

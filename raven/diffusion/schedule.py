@@ -89,3 +89,12 @@ def mode_timesteps(batch: int, scale: float, generator: torch.Generator | None =
     u = torch.rand(batch, generator=generator, dtype=torch.float64)
     value = 1 - u - scale * (torch.cos(math.pi * u / 2) ** 2 - 1 + u)
     return torch.round(NUM_TRAIN_TIMESTEPS * value.clamp(0, 1)).long()
+
+
+def student_timesteps(spec) -> list[int]:
+    """The student's sampling times of a run spec (SPEC §2, §9): `sampler.timesteps` when given, else the
+    grid of `sampler.num_steps` warped by `sampler.shift` (unless `sampler.warp` is false)."""
+    sampler = spec.sampler
+    if sampler.timesteps is not None:
+        return list(sampler.timesteps)
+    return sampling_timesteps(sampler.num_steps, sampler.shift, sampler.warp)

@@ -154,16 +154,6 @@ def chunk_layout(chunk_frames: Sequence[int], num_chunks: int | None) -> list[in
     return (sizes + [sizes[-1]] * num_chunks)[:num_chunks]
 
 
-def streaming_forwards(model, spec, **history):
-    """`raven.models.causal_forwards(model, spec, sink=, window=)` carrying `latent_shape` (spec.latent_shape)."""
-    from raven.models import causal_forwards
-
-    forwards = causal_forwards(model, spec, **history)
-    if getattr(forwards, "latent_shape", None) is None:
-        forwards.latent_shape = spec.latent_shape
-    return forwards
-
-
 def latent_geometry(forwards: CausalForwards) -> tuple[int, int, int, int]:
     """(C, F, h, w) of the video latents the forwards generate (`CausalWan.latent_shape`, from the spec)."""
     shape = getattr(forwards, "latent_shape", None)

@@ -77,20 +77,20 @@ def sample_folder(spec_path: str | Path, model_path: str | Path, prompts_path: s
 
     from raven.config import read_spec
     from raven.data.prompts import read_prompt_file
-    from raven.diffusion.streaming import generate, streaming_forwards
-    from raven.models import build_codec, build_text_encoder, load_transformer
-    from raven.training.dmd import sampler_times
+    from raven.diffusion.schedule import student_timesteps
+    from raven.diffusion.streaming import generate
+    from raven.models import build_codec, build_text_encoder, causal_forwards, load_transformer
     from raven.world.render import to_uint8
 
     spec = read_spec(spec_path)
     device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
     prompts, seeds = sample_seeds(read_prompt_file(prompts_path), seeds_per_prompt, spec.seed)
-    forwards = streaming_forwards(load_transformer(model_path, spec).eval().requires_grad_(False).to(device), spec)
+    forwards = causal_forwards(load_transformer(model_path, spec).eval().requires_grad_(False).to(device), spec)
     encoder, codec = build_text_encoder(spec), build_codec(spec)
     encoder.model.to(device)
     sampler = spec.sampler
     settings = {
-        "timesteps": sampler_times(spec), "num_chunks": chunks, "guidance": sampler.guidance,
+        "timesteps": student_timesteps(spec), "num_chunks": chunks, "guidance": sampler.guidance,
         "rolling_window": sampler.rolling_window if mode == "rolling" else None,
         "kernel": "euler_maruyama" if sampler.kind == "euler_maruyama" else "consistency", "eta": sampler.eta,
     }

@@ -35,6 +35,7 @@ from pydantic import Field, field_validator
 from raven.config import ConfigError, RunSpec, Section
 from raven.config.spec import HistoryMode, OptimSpec, WeightingSpec
 from raven.diffusion.consistency import gaussian_log_prob, kernel_mean_std
+from raven.diffusion.schedule import student_timesteps
 from raven.rewards import (
     REWARD_NAMES,
     AdvantageTracker,
@@ -369,14 +370,6 @@ def sampler_kernel(spec: RunSpec) -> tuple[str, float]:
     return spec.sampler.kind, spec.sampler.eta
 
 
-def sampler_timesteps(spec: RunSpec) -> list[int]:
-    from raven.diffusion.schedule import sampling_timesteps
-
-    if spec.sampler.timesteps is not None:
-        return list(spec.sampler.timesteps)
-    return sampling_timesteps(spec.sampler.num_steps, spec.sampler.shift, spec.sampler.warp)
-
-
 def lora_state(model: torch.nn.Module) -> dict[str, torch.Tensor]:
     """The adapter's tensors under peft's standard names (as `save_pretrained` of a PeftModel writes them)."""
     from peft import get_peft_model_state_dict
@@ -431,8 +424,8 @@ def train_cmgrpo(spec_path, init, prompts, out) -> dict:
     on the prompts of the file `prompts`; writes checkpoints, the merged models, adapters, summary.json last."""
     from raven.config import read_spec, stage_options
     from raven.data.prompts import read_prompt_file
-    from raven.diffusion.streaming import streaming_forwards
     from raven.io import atomic_write_json
+    from raven.models import causal_forwards
     from raven.rewards import build_rewards
     from raven.training.base import ModelParts, TextTable
     from raven.training.distributed import close_world, init_world
@@ -451,8 +444,8 @@ def train_cmgrpo(spec_path, init, prompts, out) -> dict:
     try:
         parts = ModelParts.build(spec)
         model = build_policy(parts, init, options)
-        step = CMGRPOStep(options, spec, model, streaming_forwards(model, spec), TextTable.build(parts.encode_text, prompt_list),
-                          parts.codec.decode, rewards, sampler_timesteps(spec), kernel, eta)
+        step = CMGRPOStep(options, spec, model, causal_forwards(model, spec), TextTable.build(parts.encode_text, prompt_list),
+                          parts.codec.decode, rewards, student_timesteps(spec), kernel, eta)
         summary = train(
             [TrainedModel("policy", model, options.optim, options.ema_decay, export=None)], step, out,
             LoopOptions(options.iterations, options.checkpoint_every, spec.seed, budget_s=options.budget_s),

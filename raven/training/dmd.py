@@ -25,7 +25,7 @@ from raven.config import ConfigError, RunSpec, Section, read_spec, stage_options
 from raven.config.spec import HistoryMode, OptimSpec, WeightingSpec
 from raven.diffusion.schedule import (
     add_noise,
-    sampling_timesteps,
+    student_timesteps,
     uniform_shift_timesteps,
     x0_from_velocity,
 )
@@ -342,14 +342,6 @@ class DMDIteration:
         return metrics
 
 
-def sampler_times(spec: RunSpec) -> list[int]:
-    """The student's sampling times (SPEC §2): `sampler.timesteps` when given, else the shifted grid."""
-    sampler = spec.sampler
-    if sampler.timesteps is not None:
-        return list(sampler.timesteps)
-    return sampling_timesteps(sampler.num_steps, sampler.shift, sampler.warp)
-
-
 def dmd_teacher(inputs: DMDInputs, parts: ModelParts, train_prompts: Sequence[str], device: torch.device) -> Teacher:
     """`stages.dmd.teacher`: the toy world's exact denoiser (CFG against the mixture of the training
     prompts) or the frozen Wan transformer of `weights.teacher` (bf16 on CUDA) with CFG against Wan's
@@ -390,7 +382,7 @@ def train_dmd(spec_path, init, prompts, out, clips=None, critic_init=None) -> di
     """`raven train dmd`: the causal student (and its EMA) from the ODE init, the critic from the
     bidirectional base, DMD with the spec's history mode and chunk weighting (SPEC §4, §5, §7)."""
     from raven.data.prompts import read_prompt_file
-    from raven.diffusion.streaming import streaming_forwards
+    from raven.models import causal_forwards
     from raven.training.distributed import close_world, init_world
     from raven.training.loop import LoopOptions, TrainedModel, train
 
@@ -404,10 +396,10 @@ def train_dmd(spec_path, init, prompts, out, clips=None, critic_init=None) -> di
         negative = WAN_NEGATIVE_PROMPT if options.teacher == "wan" else ""
         text = TextTable.build(parts.encode_text, [*train_prompts, *(data.clips.captions if data.clips else []), negative])
         student, critic = parts.load(inputs.init), parts.load(inputs.critic_init)
-        losses = DMDStep(options, streaming_forwards(student, spec), critic,
+        losses = DMDStep(options, causal_forwards(student, spec), critic,
                          dmd_teacher(inputs, parts, train_prompts, world.device), spec.chunk_frames,
                          rollout_reward(spec, options, parts.codec), world)
-        step = DMDIteration(losses, data, text, sampler_times(spec), text.embeddings[text.rows([negative])])
+        step = DMDIteration(losses, data, text, student_timesteps(spec), text.embeddings[text.rows([negative])])
         models = [TrainedModel("critic", critic, options.critic_optim),
                   TrainedModel("student", student, options.student_optim, options.ema_decay, export="model")]
         return train(
