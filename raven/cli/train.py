@@ -1,7 +1,7 @@
 """`raven train <trainer>`: every trainer runs the one loop of `raven.training.loop`.
 
 Trainers: `base` (bidirectional base model, SPEC §1), `causal-teacher` and `ode-init` (SPEC §6),
-`dmd` (SPEC §4, §5, §7).
+`dmd` (SPEC §4, §5, §7) and `cmgrpo` (SPEC §8).
 Each writes checkpoints, `<out>/model`, `<out>/model_ema` and `<out>/summary.json` last; a rerun resumes.
 """
 

@@ -23,6 +23,8 @@ from typing import Any
 
 import torch
 
+from raven.config import ConfigError
+
 SHOWN_KEYS = 5
 WRAPPER_ENTRIES = ("generator", "generator_ema", "model", "state_dict")
 WRAPPER_PREFIX = "model."  # WanDiffusionWrapper.model in Self-Forcing / CausVid / LongLive
@@ -31,8 +33,9 @@ TORCH_SUFFIXES = (".pt", ".pth", ".bin", ".ckpt")
 ORIGINAL_WAN_MARKERS = ("self_attn.", "cross_attn.", "head.modulation", "time_embedding.")
 
 
-class CheckpointError(ValueError):
-    """A checkpoint that cannot be loaded into the transformer the run spec describes."""
+class CheckpointError(ConfigError):
+    """A checkpoint that cannot be loaded into the transformer the run spec describes (the `raven` command
+    reports it as a config error: the weights path or the dims in the config must change)."""
 
 
 def load_transformer(path: str | Path, spec: Any, *, key: str | None = None,
