@@ -63,6 +63,20 @@ def server(tmp_path):
         process.wait(30)
 
 
+def wait_for_text(driver, element_id: str, wanted: str) -> str:
+    """The element's text once it contains `wanted`; each submit loads a new page, so an element found
+    on the old one may go stale while the browser navigates."""
+    from selenium.common.exceptions import NoSuchElementException, StaleElementReferenceException
+    from selenium.webdriver.common.by import By
+    from selenium.webdriver.support.ui import WebDriverWait
+
+    def text(driver):
+        value = driver.find_element(By.ID, element_id).text
+        return value if wanted in value else False
+
+    return WebDriverWait(driver, 30, ignored_exceptions=(NoSuchElementException, StaleElementReferenceException)).until(text)
+
+
 def test_judge_pairs_reload_and_tally(server, tmp_path):
     if not (shutil.which("chromium") and shutil.which("chromedriver")):
         pytest.skip("needs Debian chromium and chromium-driver (make sysdeps)")
@@ -83,19 +97,19 @@ def test_judge_pairs_reload_and_tally(server, tmp_path):
         driver.find_element(By.ID, "annotator").send_keys("alice")
         driver.find_element(By.ID, "start").click()
         for index, answer in enumerate(choices):
-            assert driver.find_element(By.ID, "progress").text.startswith(f"Comparison {index + 1} of 3")
+            assert wait_for_text(driver, "progress", f"Comparison {index + 1} of 3").startswith("Comparison")
             for dimension, choice in zip(("quality", "semantic", "overall"), answer):
                 driver.find_element(By.ID, f"{dimension}-{choice}").click()
             driver.find_element(By.ID, "submit").click()
         driver.refresh()  # a reload resumes at the first unjudged pair
-        assert driver.find_element(By.ID, "progress").text.startswith("Comparison 3 of 3")
+        assert wait_for_text(driver, "progress", "Comparison 3 of 3").startswith("Comparison 3 of 3")
         shown = driver.find_element(By.ID, "prompt").text
         assert shown == manifest["pairs"][2]["prompt"]
         assert "raven" not in driver.page_source and "causvid" not in driver.page_source
         for dimension in ("quality", "semantic", "overall"):
             driver.find_element(By.ID, f"{dimension}-tie").click()
         driver.find_element(By.ID, "submit").click()
-        assert "all 3 comparisons are done" in driver.find_element(By.ID, "done").text
+        assert "all 3 comparisons are done" in wait_for_text(driver, "done", "all 3 comparisons are done")
     finally:
         driver.quit()
     with pytest.raises(urllib.error.HTTPError) as refused:  # a malformed submission is refused
