@@ -18,6 +18,7 @@ import time
 from pathlib import Path
 
 import pytest
+from local_services import free_port
 
 from raven.config.spec import LauncherSpec
 from raven.launch import submit_and_wait
@@ -28,11 +29,6 @@ REPO = Path(__file__).resolve().parents[1]
 RAVEN = str(Path(sys.executable).with_name("raven"))
 DAEMONS = ("munged", "slurmctld", "slurmd")
 
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
 
 
 def slurm_conf(root: Path, host: str) -> str:

@@ -4,23 +4,17 @@ loss reduction with an all-reduced denominator; ranks hold unequal batches: 2 + 
 from __future__ import annotations
 
 import os
-import socket
 import subprocess
 import sys
 from pathlib import Path
 
 import torch
-from safetensors.torch import load_file
-
+from local_services import free_port
 from loop_fixtures import FlowStep, run
+from safetensors.torch import load_file
 
 TESTS = Path(__file__).resolve().parent
 
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
 
 
 def test_two_gloo_ranks_equal_one_process(tmp_path):

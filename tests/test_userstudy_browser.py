@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import json
 import shutil
-import socket
 import subprocess
 import sys
 import time
@@ -15,6 +14,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from local_services import CHROME_FLAGS, free_port
 
 from raven.evaluation.samples import write_samples
 from raven.evaluation.userstudy import JudgementStore, analyze, prepare
@@ -23,16 +23,8 @@ from raven.world.render import render
 
 pytestmark = [pytest.mark.browser, pytest.mark.slow]
 
-CHROME_FLAGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
-                "--disable-component-update", "--disable-sync", "--no-first-run", "--disable-dev-shm-usage",
-                "--autoplay-policy=no-user-gesture-required"]
 PROMPTS = ["red square right slow on black", "blue triangle still on white", "green circle down slow on grey"]
 
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
 
 
 @pytest.fixture

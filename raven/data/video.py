@@ -19,16 +19,17 @@ class VideoError(ValueError):
     """A video that cannot be decoded: corrupt, truncated or not a video."""
 
 
-def encode_mp4(frames: np.ndarray, fps: float, crf: int = 0) -> bytes:
-    """uint8 [T, H, W, 3] -> mp4 bytes (H and W even or not: libx264rgb has no chroma subsampling)."""
+def encode_mp4(frames: np.ndarray, fps: float, crf: int = 0, codec: str = "libx264rgb", pix_fmt: str = "rgb24") -> bytes:
+    """uint8 [T, H, W, 3] -> mp4 bytes. The default libx264rgb has no chroma subsampling (any H and W, exact
+    at crf 0); browsers need `codec="libx264", pix_fmt="yuv420p"` and even H and W."""
     frames = np.asarray(frames)
     if frames.dtype != np.uint8 or frames.ndim != 4 or frames.shape[-1] != 3 or len(frames) == 0:
         raise ValueError(f"encode_mp4 expects non-empty uint8 [T, H, W, 3], got {frames.dtype} {frames.shape}")
     buffer = io.BytesIO()
     with av.open(buffer, "w", format="mp4") as container:
-        stream = container.add_stream("libx264rgb", rate=int(round(fps)))
+        stream = container.add_stream(codec, rate=int(round(fps)))
         stream.width, stream.height = frames.shape[2], frames.shape[1]
-        stream.pix_fmt = "rgb24"
+        stream.pix_fmt = pix_fmt
         stream.options = {"crf": str(crf)}
         for frame in frames:
             for packet in stream.encode(av.VideoFrame.from_ndarray(np.ascontiguousarray(frame), format="rgb24")):

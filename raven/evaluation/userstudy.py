@@ -36,25 +36,12 @@ DISPLAY_SIZE = 256  # px: toy videos are upscaled (nearest) so that a rater can 
 
 def encode_for_browser(frames: np.ndarray, fps: float, size: int = DISPLAY_SIZE) -> bytes:
     """uint8 [T, H, W, 3] -> H.264 yuv420p mp4 bytes (what browsers play), upscaled by an integer factor."""
-    import io
-
-    import av
+    from raven.data.video import encode_mp4
 
     factor = max(1, size // max(frames.shape[1:3]))
     frames = np.repeat(np.repeat(frames, factor, axis=1), factor, axis=2)
     frames = frames[:, : frames.shape[1] // 2 * 2, : frames.shape[2] // 2 * 2]
-    buffer = io.BytesIO()
-    with av.open(buffer, "w", format="mp4") as container:
-        stream = container.add_stream("libx264", rate=round(fps))
-        stream.width, stream.height = frames.shape[2], frames.shape[1]
-        stream.pix_fmt = "yuv420p"
-        stream.options = {"crf": "12"}
-        for frame in frames:
-            for packet in stream.encode(av.VideoFrame.from_ndarray(np.ascontiguousarray(frame), format="rgb24")):
-                container.mux(packet)
-        for packet in stream.encode():
-            container.mux(packet)
-    return buffer.getvalue()
+    return encode_mp4(frames, fps, crf=12, codec="libx264", pix_fmt="yuv420p")
 
 
 def samples_by_prompt(folder: Path) -> dict[str, list[int]]:
