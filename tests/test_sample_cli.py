@@ -56,7 +56,8 @@ def test_sample_writes_videos_pixels_listing_and_summary_last(setup, capsys):
     frames, fps = read_mp4(out / samples[0]["file"])
     assert fps == spec.video.fps and frames.shape == videos[0].shape
     summary = json.loads((out / "summary.json").read_text())
-    assert summary["videos"] == 4 and summary["timesteps"] == [1000, 938, 833, 625] and summary["fps"] > 0
+    assert summary["videos"] == 4 and summary["timesteps"] == [1000, 938, 833, 625] and summary["generation_fps"] > 0
+    assert summary["fps"] == spec.video.fps  # the videos' frame rate, which eval and the user study read
     assert len(summary["latency_per_chunk_s"]) == 3 and summary["time_to_first_chunk_s"] > 0
     # a rerun with the summary present does nothing
     stamp = (out / "summary.json").stat().st_mtime_ns

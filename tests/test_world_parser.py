@@ -55,3 +55,18 @@ def test_frame_metrics_are_frame_indexed_drift_curves():
     np.testing.assert_array_equal(curves["shape"], [1, 1, 1, 0, 0, 0, 0, 0, 0])
     np.testing.assert_array_equal(curves["count"], [1, 1, 1, 0, 0, 0, 0, 0, 0])
     assert "yellow" not in parse_video(video).objects
+
+
+def test_noise_holds_no_objects():
+    """Uniform colour noise contains every palette colour somewhere; scattered colour is not an object."""
+    noise = np.random.default_rng(0).integers(0, 256, (9, 16, 16, 3), dtype=np.uint8)
+    assert parse_video(noise).objects == {}
+    scores = video_metrics(noise, "red circle left slow and blue square still on black")
+    assert scores["colour"] == 0.0 and scores["count"] == 0.0
+
+
+def test_an_object_on_mild_noise_is_still_found():
+    video = render("red circle still on black", 3, 16, 16, 9).astype(float)
+    noisy = np.clip(video + np.random.default_rng(1).normal(0, 8, video.shape), 0, 255).astype(np.uint8)
+    scores = video_metrics(noisy, "red circle still on black")
+    assert scores["colour"] == 1.0 and scores["shape"] == 1.0 and scores["count"] == 1.0

@@ -47,7 +47,8 @@ def video_file(index: int) -> str:
 
 def write_samples(folder: str | Path, videos: np.ndarray, prompts: list[str], seeds: list[int], fps: float,
                   summary: dict | None = None) -> None:
-    """Write a samples folder in the contract's layout; `summary.json` (fps, count, `summary`) goes last."""
+    """Write a samples folder in the contract's layout; `summary.json` (`summary`, count, fps) goes last.
+    `fps` is the videos' frame rate, which every reader of the folder plays or measures them at."""
     from raven.data.video import write_mp4
     from raven.io import atomic_path, atomic_write_json
 
@@ -59,7 +60,7 @@ def write_samples(folder: str | Path, videos: np.ndarray, prompts: list[str], se
     with atomic_path(folder / "videos.npy") as tmp, open(tmp, "wb") as handle:
         np.save(handle, np.asarray(videos, dtype=np.uint8))
     atomic_write_json(folder / "samples.json", records)
-    atomic_write_json(folder / "summary.json", {"fps": fps, "count": len(records), **(summary or {})})
+    atomic_write_json(folder / "summary.json", {**(summary or {}), "count": len(records), "fps": fps})
 
 
 def sample_seeds(prompts: list[str], seeds_per_prompt: int, base_seed: int) -> tuple[list[str], list[int]]:
@@ -110,7 +111,7 @@ def sample_folder(spec_path: str | Path, model_path: str | Path, prompts_path: s
         "model": str(model_path), "prompts": str(prompts_path), "seeds_per_prompt": seeds_per_prompt,
         "batch_size": batch_size, "chunks": len(chunk_s[0]), "sink": forwards.sink, "window": forwards.window,
         **{key: value for key, value in settings.items() if key != "num_chunks"},
-        "fps": float(stacked.shape[0] * stacked.shape[1] / generation_s),
+        "generation_fps": float(stacked.shape[0] * stacked.shape[1] / generation_s),
         "time_to_first_chunk_s": float(np.median(first_chunk_s)),
         "latency_per_chunk_s": [float(x) for x in np.median(np.array(chunk_s), axis=0)],
         "generation_s": generation_s,

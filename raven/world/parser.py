@@ -3,7 +3,8 @@
 Per frame: the background colour (the nearest palette background to the frame's median), then for each
 object colour c a soft mask α_c — each pixel p is explained as a blend bg + α (c − bg); α is the
 projection, accepted where the blend's residual is small (anti-aliased edges keep their fractional α).
-From the masks: area (Σα), centroid, and the shape: each shape of the world's object size is rendered
+From the masks: area (Σα), centroid, compactness (the share of α within an object-sized box around the
+centroid: a real object is one blob, noise scatters every palette colour over the frame), and the shape: each shape of the world's object size is rendered
 anti-aliased at the position its centroid implies, and the shape whose coverage is nearest to α (L1,
 relative to the template's area) wins per frame; the video's shape is the one matched best in any frame
 (another object may occlude this one in some frames). Direction is the angle of the mean velocity
@@ -26,6 +27,8 @@ RESIDUAL_MAX = 60.0  # max distance (0-255 RGB units) between a pixel and its bl
 MIN_ALPHA = 0.15
 PRESENT_AREA = 0.4  # fraction of a full object's area for the object to count as present in a frame
 PRESENT_FRAMES = 0.5  # fraction of frames an object must be present in to count
+COMPACT_SHARE = 0.75  # share of a frame's α within COMPACT_BOX object sizes of the centroid
+COMPACT_BOX = 1.5
 OCCLUSION_AREA = 0.85  # frames below this fraction of the object's largest area count as occluded
 STILL_SPEED = 0.35  # px per frame at the reference size
 DIRECTION_STEPS = 8
@@ -97,16 +100,26 @@ def direction_of(centroids: np.ndarray, scale: float, steps: int = DIRECTION_STE
     return max(moving, key=lambda name: unit @ np.asarray(moving[name]))
 
 
+def compact_share(alpha: np.ndarray, centroid: np.ndarray, scale: float) -> np.ndarray:
+    """[T]: the share of each frame's α inside a box of COMPACT_BOX object sizes centred on its centroid."""
+    half = COMPACT_BOX * OBJECT_SIZE * scale / 2
+    ys, xs = np.mgrid[: alpha.shape[1], : alpha.shape[2]] + 0.5
+    cx, cy = np.nan_to_num(centroid[:, 0])[:, None, None], np.nan_to_num(centroid[:, 1])[:, None, None]
+    inside = (np.abs(xs - cx) <= half) & (np.abs(ys - cy) <= half)
+    return (alpha * inside).sum(axis=(1, 2)) / np.maximum(alpha.sum(axis=(1, 2)), 1e-9)
+
+
 def _parse_object(colour: str, alpha: np.ndarray, scale: float, min_present: float) -> ParsedObject | None:
-    """The object of one colour, or None when it is present in no frame or fewer than `min_present` of them."""
+    """The object of one colour, or None when it is present in no frame or fewer than `min_present` of them.
+    Present in a frame: enough α, gathered in one object-sized place."""
     area = alpha.sum(axis=(1, 2))
     full_area = (OBJECT_SIZE * scale) ** 2 * 0.5  # a triangle, the smallest shape
-    present = area >= PRESENT_AREA * full_area
-    if not present.any() or present.mean() < min_present:
-        return None
     ys, xs = np.mgrid[: alpha.shape[1], : alpha.shape[2]] + 0.5
     with np.errstate(invalid="ignore", divide="ignore"):
         centroid = np.stack([(alpha * xs).sum(axis=(1, 2)) / area, (alpha * ys).sum(axis=(1, 2)) / area], axis=1)
+    present = (area >= PRESENT_AREA * full_area) & (compact_share(alpha, centroid, scale) >= COMPACT_SHARE)
+    if not present.any() or present.mean() < min_present:
+        return None
     centroid[~present] = np.nan
     errors = shape_errors(alpha, centroid, scale)
     shapes = [SHAPES[int(np.argmin(e))] if p else None for e, p in zip(errors, present)]
