@@ -13,7 +13,8 @@ mean Σ w_m r̄_m / Σ |w_m| of the per-reward means on held-out prompts: the ag
 VBench), `wall_s` (training seconds), `rewards_before/after/change` per reward; `ablations`: the same keys
 per weight row; plus budgets and the machine.
 
-    .venv/bin/python benchmarks/cmgrpo.py [--init DIR] [--budget 180] [--rows raven_cmgrpo rw_...] [--work DIR]
+    .venv/bin/python benchmarks/cmgrpo.py [--init DIR] [--budget 180] [--iterations N] [--rows raven_cmgrpo rw_...]
+        [--threads 1] [--work DIR]   (one thread steps faster than two on a 2-core machine)
 """
 
 from __future__ import annotations
@@ -40,11 +41,12 @@ def machine(threads: int) -> dict:
             "torch": torch.__version__}
 
 
-def row_spec(row: str, scale: str, work: Path, budget: float) -> tuple[Path, object]:
+def row_spec(row: str, scale: str, work: Path, budget: float, iterations: int | None) -> tuple[Path, object]:
     from raven.config import deep_merge, resolve_spec, write_spec
 
     spec = resolve_spec(ROOT / "config", scale, row=row)
-    stages = deep_merge(spec.stages, {"cmgrpo": {"budget_s": budget}})
+    override = {"budget_s": budget} | ({"iterations": iterations} if iterations else {})
+    stages = deep_merge(spec.stages, {"cmgrpo": override})
     spec = spec.model_copy(update={"stages": stages, "tracking_uri": f"sqlite:///{work}/mlflow.db"})
     path = work / f"{row}.yaml"
     write_spec(spec, path)
@@ -119,7 +121,7 @@ def run_row(row: str, args, work: Path, init: Path, heldout: list[str], before: 
     from raven.config import stage_options
     from raven.training.cmgrpo import CMGRPOOptions, train_cmgrpo
 
-    spec_file, spec = row_spec(row, args.scale, work, args.budget)
+    spec_file, spec = row_spec(row, args.scale, work, args.budget, args.iterations)
     weights = stage_options(spec, "cmgrpo", CMGRPOOptions).reward_weights
     summary = train_cmgrpo(spec_file, init, work / "train.txt", work / row)
     after = evaluate(spec, work / row / "model_ema", heldout, args.samples)
@@ -141,6 +143,7 @@ def main() -> None:
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--init", help="tiny RAVEN student folder; default: train the chain here")
     parser.add_argument("--budget", type=float, default=180.0, help="training seconds per CM-GRPO run")
+    parser.add_argument("--iterations", type=int, help="CM-GRPO iterations (default: the scale's; the budget still stops)")
     parser.add_argument("--rows", nargs="+", default=[RELEASED, *ABLATIONS])
     parser.add_argument("--heldout", type=int, default=16)
     parser.add_argument("--samples", type=int, default=4, help="videos per held-out prompt")
@@ -177,7 +180,7 @@ def main() -> None:
         "ablations": [r for r in runs if r is not released],
         "scale": args.scale, "heldout_prompts": len(heldout), "samples_per_prompt": args.samples,
         "rewards": "toy (weight-free) rewards of raven.rewards.toy; total: toy-world benchmark, not VBench",
-        "budget_s": args.budget, "init": args.init or "trained here (base → ODE init → RAVEN DMD)",
+        "budget_s": args.budget, "iterations_limit": args.iterations, "init": args.init or "trained here (base → ODE init → RAVEN DMD)",
         "bench_wall_s": round(time.perf_counter() - started, 1), "machine": machine(args.threads),
     }
     atomic_write_json(args.out, report)

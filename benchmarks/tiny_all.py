@@ -1,0 +1,112 @@
+"""Benchmark of the whole DAG (issue 8): `snakemake --profile local all` at tiny scale on this machine,
+timed, then every paper table's rows read back. Writes benchmarks/reports/tiny_all.json.
+
+    .venv/bin/python benchmarks/tiny_all.py            # runs the DAG (about an hour on 2 cores)
+    .venv/bin/python benchmarks/tiny_all.py --from-log [LOG]  # reads a finished run (e.g. `make demo`)
+
+`--from-log` takes the wall time and job count from a Snakemake log (default: the newest under
+.snakemake/log; its name holds the start time, its last timestamp is the end), so a run made outside this
+script counts too. `--rerun-log` (repeatable) records later partial runs (e.g. `--forcerun` after a fix)
+whose outputs the tables include.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import re
+import subprocess
+import sys
+import time
+from datetime import datetime
+from pathlib import Path
+
+import yaml
+
+ROOT = Path(__file__).resolve().parents[1]
+REPORT = ROOT / "benchmarks" / "reports" / "tiny_all.json"
+KEYS = ("total", "quality", "semantic", "dyn_deg")
+STAMP = re.compile(r"^\[(\w{3} \w{3} +\d+ \d\d:\d\d:\d\d \d{4})\]$")
+DONE = re.compile(r"^(\d+) of (\d+) steps \(100%\) done$")
+
+
+def machine() -> dict:
+    return {"platform": platform.platform(), "processor": platform.processor(), "cpu_count": os.cpu_count(),
+            "python": platform.python_version()}
+
+
+def newest_log() -> Path:
+    logs = sorted((ROOT / ".snakemake" / "log").glob("*.snakemake.log"))
+    if not logs:
+        raise SystemExit(f"no Snakemake log under {ROOT / '.snakemake' / 'log'}: run the DAG first")
+    return logs[-1]
+
+
+def read_log(log: Path) -> dict:
+    """wall_s (log name's start time to its last timestamp) and the job count of a finished run."""
+    lines = log.read_text().splitlines()
+    done = [m for m in map(DONE.match, lines) if m]
+    if not done:
+        raise SystemExit(f"{log}: the run did not finish (no '100% done' line); rerun the DAG")
+    started = datetime.strptime(log.name.split(".")[0], "%Y-%m-%dT%H%M%S")
+    stamps = [datetime.strptime(m.group(1), "%a %b %d %H:%M:%S %Y") for m in map(STAMP.match, lines) if m]
+    return {"wall_s": round((stamps[-1] - started).total_seconds(), 1), "jobs": int(done[-1].group(2)),
+            "log": str(log.relative_to(ROOT))}
+
+
+def run_dag(scale: str) -> dict:
+    started = time.perf_counter()
+    subprocess.run([sys.executable, "-m", "snakemake", "--profile", "local", "--config", f"scale={scale}", "all"],
+                   cwd=ROOT, check=True)
+    wall = round(time.perf_counter() - started, 1)
+    return {**read_log(newest_log()), "wall_s": wall}
+
+
+def score_tables(results: Path) -> dict:
+    """{table: {label: {total, quality, semantic, dyn_deg}}} for every score table of config/experiments.yaml."""
+    tables = yaml.safe_load((ROOT / "config" / "experiments.yaml").read_text())["tables"]
+    out = {}
+    for table, rows in tables.items():
+        if table in ("user_study", "drift"):
+            continue
+        out[table] = {}
+        for label, row in rows.items():
+            scores = json.loads((results / "rows" / f"{row}.json").read_text())
+            out[table][label] = {key: scores[key] for key in KEYS} | {"row": row, "recipe": scores.get("recipe")}
+    return out
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--scale", default="tiny")
+    parser.add_argument("--from-log", nargs="?", const="newest", help="read a finished run's log instead of running")
+    parser.add_argument("--rerun-log", action="append", default=[], help="a later partial run's log")
+    parser.add_argument("--out", default=str(REPORT))
+    args = parser.parse_args()
+
+    if args.from_log:
+        run = read_log(newest_log() if args.from_log == "newest" else Path(args.from_log).resolve())
+    else:
+        run = run_dag(args.scale)
+    results = ROOT / "results" / args.scale
+    report = {
+        "scale": args.scale,
+        "command": f"snakemake --profile local --config scale={args.scale} all",
+        **run,
+        "target_s": 3600,
+        "partial_reruns": [read_log(Path(log).resolve()) for log in args.rerun_log],
+        "machine": machine(),
+        "tables": score_tables(results),
+        "user_study": json.loads((results / "tables" / "user_study.json").read_text()),
+        "drift": json.loads((results / "tables" / "drift.json").read_text()),
+    }
+    from raven.io import atomic_write_json
+
+    atomic_write_json(args.out, report)
+    print(f"wrote {args.out}")
+
+
+if __name__ == "__main__":
+    main()
