@@ -143,7 +143,8 @@ def main() -> None:
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--init", help="tiny RAVEN student folder; default: train the chain here")
     parser.add_argument("--budget", type=float, default=180.0, help="training seconds per CM-GRPO run")
-    parser.add_argument("--iterations", type=int, help="CM-GRPO iterations (default: the scale's; the budget still stops)")
+    parser.add_argument("--iterations", type=int,
+                        help="CM-GRPO iterations (default: the scale's); the budget still stops a run")
     parser.add_argument("--rows", nargs="+", default=[RELEASED, *ABLATIONS])
     parser.add_argument("--heldout", type=int, default=16)
     parser.add_argument("--samples", type=int, default=4, help="videos per held-out prompt")
@@ -180,7 +181,8 @@ def main() -> None:
         "ablations": [r for r in runs if r is not released],
         "scale": args.scale, "heldout_prompts": len(heldout), "samples_per_prompt": args.samples,
         "rewards": "toy (weight-free) rewards of raven.rewards.toy; total: toy-world benchmark, not VBench",
-        "budget_s": args.budget, "iterations_limit": args.iterations, "init": args.init or "trained here (base → ODE init → RAVEN DMD)",
+        "budget_s": args.budget, "iterations_limit": args.iterations,
+        "init": args.init or "trained here (base → ODE init → RAVEN DMD)",
         "bench_wall_s": round(time.perf_counter() - started, 1), "machine": machine(args.threads),
     }
     atomic_write_json(args.out, report)

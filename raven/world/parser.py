@@ -4,12 +4,12 @@ Per frame: the background colour (the nearest palette background to the frame's 
 object colour c a soft mask α_c — each pixel p is explained as a blend bg + α (c − bg); α is the
 projection, accepted where the blend's residual is small (anti-aliased edges keep their fractional α).
 From the masks: area (Σα), centroid, compactness (the share of α within an object-sized box around the
-centroid: a real object is one blob, noise scatters every palette colour over the frame), and the shape: each shape of the world's object size is rendered
-anti-aliased at the position its centroid implies, and the shape whose coverage is nearest to α (L1,
-relative to the template's area) wins per frame; the video's shape is the one matched best in any frame
-(another object may occlude this one in some frames). Direction is the angle of the mean velocity
-over the first DIRECTION_STEPS steps, from unoccluded frames (robust to a bounce near the end);
-below STILL_SPEED px/frame the object is `still`.
+centroid: a real object is one blob, noise scatters every palette colour over the frame), and the shape:
+each shape of the world's object size is rendered anti-aliased at the position its centroid implies, and
+the shape whose coverage is nearest to α (L1, relative to the template's area) wins per frame; the
+video's shape is the one matched best in any frame (another object may occlude this one in some frames).
+Direction is the angle of the mean velocity over the first DIRECTION_STEPS steps, from unoccluded frames
+(robust to a bounce near the end); below STILL_SPEED px/frame the object is `still`.
 All per-frame quantities are arrays indexed by frame, so drift over time can be plotted.
 """
 
