@@ -6,7 +6,7 @@ The run is cut into segments of `--every` seconds of training time; after each, 
 sampled and judged (evaluation time is not training time), giving the accuracy curve over training
 time. Writes benchmarks/reports/base.json.
 
-    .venv/bin/python benchmarks/base.py [--scale tiny] [--threads 2] [--every 150]
+    .venv/bin/python benchmarks/base.py [--scale tiny] [--threads 1] [--every 150]
 """
 
 from __future__ import annotations
@@ -31,7 +31,8 @@ def machine(threads: int) -> dict:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--scale", default="tiny")
-    parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument("--threads", type=int, default=1,
+                        help="torch threads; on the 2-core box one thread steps ~2x faster than two")
     parser.add_argument("--every", type=float, default=150.0, help="training seconds between evaluations")
     parser.add_argument("--heldout", type=int, default=64)
     parser.add_argument("--out", default=str(ROOT / "benchmarks" / "reports" / "base.json"))

@@ -14,7 +14,7 @@ VBench), `wall_s` (training seconds), `rewards_before/after/change` per reward; 
 per weight row; plus budgets and the machine.
 
     .venv/bin/python benchmarks/cmgrpo.py [--init DIR] [--budget 180] [--iterations N] [--rows raven_cmgrpo rw_...]
-        [--threads 1] [--work DIR]   (one thread steps faster than two on a 2-core machine)
+        [--threads 1] [--work DIR]
 """
 
 from __future__ import annotations
@@ -140,7 +140,8 @@ def run_row(row: str, args, work: Path, init: Path, heldout: list[str], before: 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--scale", default="tiny")
-    parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument("--threads", type=int, default=1,
+                        help="torch threads; on the 2-core box one thread steps ~2x faster than two")
     parser.add_argument("--init", help="tiny RAVEN student folder; default: train the chain here")
     parser.add_argument("--budget", type=float, default=180.0, help="training seconds per CM-GRPO run")
     parser.add_argument("--iterations", type=int,
