@@ -59,20 +59,19 @@ def test_videoalign_picks_the_newest_checkpoint_of_either_layout(tmp_path):
     assert videoalign_checkpoint(tmp_path, KEY) == (tmp_path / "checkpoint-50", False)
 
 
-@pytest.mark.skipif(importlib.util.find_spec("torchvision") is not None, reason="torchvision is installed")
-def test_raft_without_torchvision_names_the_extra(tmp_path):
-    weights = tmp_path / "raft.pth"
-    weights.write_bytes(b"")
-    with pytest.raises(ImportError, match=r"raft_RAFT.*torchvision.*\[rewards\]"):
-        build_reward("raft_RAFT", RewardSources(kind="model", raft=weights), KEY)
+def without(module: str):
+    return pytest.mark.skipif(importlib.util.find_spec(module) is not None, reason=f"{module} is installed")
 
 
-@pytest.mark.skipif(importlib.util.find_spec("pyiqa") is not None, reason="pyiqa is installed")
-def test_musiq_without_pyiqa_names_the_extra(tmp_path):
-    weights = tmp_path / "musiq_spaq_ckpt.pth"
+@pytest.mark.parametrize("name, source, weights_file, module", [
+    pytest.param("raft_RAFT", "raft", "raft.pth", "torchvision", marks=without("torchvision")),
+    pytest.param("iq_IMG", "musiq", "musiq_spaq_ckpt.pth", "pyiqa", marks=without("pyiqa")),
+])
+def test_a_reward_without_its_library_names_the_extra(tmp_path, name, source, weights_file, module):
+    weights = tmp_path / weights_file
     weights.write_bytes(b"")
-    with pytest.raises(ImportError, match=r"iq_IMG.*pyiqa.*\[rewards\]"):
-        build_reward("iq_IMG", RewardSources(kind="model", musiq=weights), KEY)
+    with pytest.raises(ImportError, match=rf"{name}.*{module}.*\[rewards\]"):
+        build_reward(name, RewardSources(kind="model", **{source: weights}), KEY)
 
 
 @pytest.mark.skipif(importlib.util.find_spec("torchvision") is None, reason="needs torchvision (extra [rewards])")

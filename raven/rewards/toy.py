@@ -24,10 +24,10 @@ from raven.data.resample import flow_interpolate, resample_fps
 from raven.world.grammar import BACKGROUNDS, COLOURS
 from raven.world.parser import (
     RESIDUAL_MAX,
-    colour_alpha,
+    background_of,
     dynamic_degree,
     noise_level,
-    parse_video,
+    palette_alphas,
     video_metrics,
 )
 from raven.world.render import as_prompt
@@ -62,12 +62,6 @@ def toy_text_alignment(frames: np.ndarray, prompt: str, fps: float) -> float:
     return float(np.mean([metrics[key] for key in TEXT_ALIGNMENT_KEYS]))
 
 
-def object_alphas(frames: np.ndarray, background: str) -> np.ndarray:
-    """Soft masks [colours, T, H, W] of every palette colour over the named background."""
-    bg_rgb = np.asarray(BACKGROUNDS[background], dtype=np.float64)
-    return np.stack([colour_alpha(frames, bg_rgb, rgb) for rgb in COLOURS.values()])
-
-
 def solidity(alphas: np.ndarray) -> np.ndarray:
     """Per frame Σα² / Σα over all colours: 1 when every covered pixel is fully covered; 1 for empty frames."""
     total = alphas.sum(axis=(0, 2, 3))
@@ -77,9 +71,10 @@ def solidity(alphas: np.ndarray) -> np.ndarray:
 
 def toy_imaging_quality(frames: np.ndarray, prompt: str, fps: float) -> float:
     """Frame mean of solidity / (1 + noise / NOISE_SCALE), in [0, 1]."""
-    parsed = parse_video(frames, min_present=0.0)
-    noise = noise_level(frames, parsed)
-    return float(np.mean(solidity(object_alphas(frames, parsed.background)) / (1.0 + noise / NOISE_SCALE)))
+    background, _ = background_of(frames)
+    alphas = palette_alphas(frames, background)
+    noise = noise_level(frames, background, alphas)
+    return float(np.mean(solidity(alphas) / (1.0 + noise / NOISE_SCALE)))
 
 
 def palette_residual(frames: np.ndarray, background: str) -> np.ndarray:
@@ -96,5 +91,5 @@ def palette_residual(frames: np.ndarray, background: str) -> np.ndarray:
 
 def toy_aesthetic(frames: np.ndarray, prompt: str, fps: float) -> float:
     """1 − mean over pixels and frames of min(palette residual / RESIDUAL_MAX, 1), in [0, 1]."""
-    residual = palette_residual(frames, parse_video(frames, min_present=0.0).background)
+    residual = palette_residual(frames, background_of(frames)[0])
     return float(1.0 - np.minimum(residual / RESIDUAL_MAX, 1.0).mean())

@@ -55,7 +55,8 @@ class ParsedVideo:
     objects: dict[str, ParsedObject] = field(default_factory=dict)
 
 
-def _background(frames: np.ndarray) -> tuple[str, np.ndarray]:
+def background_of(frames: np.ndarray) -> tuple[str, np.ndarray]:
+    """The nearest palette background to the frames' medians, and the per-frame median colours [T, 3]."""
     medians = np.median(frames.reshape(len(frames), -1, 3), axis=1)
     overall = medians.mean(axis=0)
     name = min(BACKGROUNDS, key=lambda n: np.sum((np.asarray(BACKGROUNDS[n]) - overall) ** 2))
@@ -137,7 +138,7 @@ def parse_video(frames: np.ndarray, min_present: float = PRESENT_FRAMES) -> Pars
     frames = np.asarray(frames)
     if frames.ndim != 4 or frames.shape[-1] != 3:
         raise ValueError(f"parse_video expects uint8 [T, H, W, 3], got shape {frames.shape}")
-    background, medians = _background(frames)
+    background, medians = background_of(frames)
     bg_rgb = np.asarray(BACKGROUNDS[background], dtype=np.float64)
     scale = min(frames.shape[1:3]) / REFERENCE_SIZE
     parsed = ParsedVideo(background, medians)
@@ -175,14 +176,18 @@ def sharpness(frames: np.ndarray) -> np.ndarray:
                        for f in frames])
 
 
-def noise_level(frames: np.ndarray, parsed: ParsedVideo) -> np.ndarray:
-    """Per frame: RMS deviation (0-255) of background pixels (no object's mask) from the background colour. [T]."""
-    bg_rgb = np.asarray(BACKGROUNDS[parsed.background], dtype=np.float64)
-    covered = np.zeros(frames.shape[:3], dtype=bool)
-    for colour in COLOURS:
-        covered |= colour_alpha(frames, bg_rgb, COLOURS[colour]) > 0
+def palette_alphas(frames: np.ndarray, background: str) -> np.ndarray:
+    """Soft masks [colours, T, H, W] of every palette colour over the named background."""
+    bg_rgb = np.asarray(BACKGROUNDS[background], dtype=np.float64)
+    return np.stack([colour_alpha(frames, bg_rgb, rgb) for rgb in COLOURS.values()])
+
+
+def noise_level(frames: np.ndarray, background: str, alphas: np.ndarray) -> np.ndarray:
+    """Per frame: RMS deviation (0-255) of background pixels (no mask of `alphas`, from `palette_alphas`)
+    from the background colour. [T]."""
+    bg_rgb = np.asarray(BACKGROUNDS[background], dtype=np.float64)
     deviation = np.linalg.norm(frames.astype(np.float64) - bg_rgb, axis=-1)
-    free = ~covered
+    free = ~(alphas > 0).any(axis=0)
     return np.sqrt((deviation**2 * free).sum(axis=(1, 2)) / np.maximum(free.sum(axis=(1, 2)), 1))
 
 
@@ -243,7 +248,7 @@ def video_metrics(frames: np.ndarray, prompt: Prompt | str) -> dict[str, float]:
         "motion_smoothness": float(np.mean(smooth)) if smooth else 1.0,
         "dynamic_degree": float(dynamic_degree(frames).mean()),
         "sharpness": float(sharpness(frames).mean()),
-        "noise": float(noise_level(frames, parsed).mean()),
+        "noise": float(noise_level(frames, parsed.background, palette_alphas(frames, parsed.background)).mean()),
     }
 
 
