@@ -73,9 +73,9 @@ class FlowStep:
         return metrics
 
 
-def run(out, iterations: int, step: FlowStep, world=None, checkpoint_every: int = 2, spec=None) -> dict:
+def run(out, iterations: int, step: FlowStep, world=None, checkpoint_every: int = 2, spec=None, inputs=None) -> dict:
     return train(micro_models(), step, out, LoopOptions(iterations, checkpoint_every, seed=7), world=world,
-                 spec=spec, stage="test")
+                 spec=spec, stage="test", inputs=inputs)
 
 
 def worker(out: str, global_batch: int) -> None:

@@ -10,7 +10,7 @@ from safetensors.torch import load_file
 
 from loop_fixtures import FlowStep, micro_models, run
 from raven.config.spec import OptimSpec
-from raven.training.checkpoint import latest_checkpoint, load_part, save_part
+from raven.training.checkpoint import identity_changes, latest_checkpoint, load_part, save_part
 from raven.training.distributed import World
 from raven.training.ema import EMA
 from raven.training.loop import Optimisers
@@ -139,3 +139,39 @@ def test_time_budget_stops_early_and_a_larger_budget_continues(tmp_path):
     assert again["iterations"] == 1 and again["resumed_from"] == 1
     more = train(models(), FlowStep(), out, LoopOptions(10, 5, seed=7, budget_s=1e9))
     assert more["iterations"] == 10 and not more["stopped_by_budget"] and more["train_s"] > first["train_s"]
+
+
+def logged_spec(smoke_spec, tmp_path, **stages):
+    return smoke_spec.model_copy(update={"tracking_uri": f"sqlite:///{tmp_path}/mlflow.db", "stages": stages})
+
+
+def test_a_rerun_resumes_only_checkpoints_of_the_same_run(tmp_path, smoke_spec, caplog):
+    out, prompts = tmp_path / "run", tmp_path / "prompts.txt"
+    prompts.write_text("red circle left slow on black\n")
+    spec = logged_spec(smoke_spec, tmp_path, test={"lr": 1e-3, "budget_s": 60})
+    run(out, 4, FlowStep(), spec=spec, inputs={"prompts": prompts})
+    # a longer run with a new budget: the same run, resumed
+    longer = logged_spec(smoke_spec, tmp_path, test={"lr": 1e-3, "budget_s": 90, "iterations": 6})
+    assert run(out, 6, FlowStep(), spec=longer, inputs={"prompts": prompts})["resumed_from"] == 4
+    # another option of the stage: started over, the old checkpoints set aside whole
+    other = logged_spec(smoke_spec, tmp_path, test={"lr": 2e-3, "budget_s": 90})
+    assert run(out, 6, FlowStep(), spec=other, inputs={"prompts": prompts})["resumed_from"] == 0
+    assert "options.lr 0.001 -> 0.002" in caplog.text
+    assert latest_checkpoint(tmp_path / "run" / "checkpoints-superseded").name == "iter-00000006"
+    # a rewritten input file: started over too
+    prompts.write_text("blue square up fast on grey\n")
+    assert run(out, 6, FlowStep(), spec=other, inputs={"prompts": prompts})["resumed_from"] == 0
+    assert "inputs.prompts" in caplog.text
+
+
+def test_checkpoints_without_a_run_file_are_set_aside(tmp_path, smoke_spec, caplog):
+    run(tmp_path / "run", 4, FlowStep())  # no spec: written by code that did not record the run
+    assert run(tmp_path / "run", 4, FlowStep(), spec=logged_spec(smoke_spec, tmp_path))["resumed_from"] == 0
+    assert "checkpoints of unknown origin" in caplog.text
+
+
+def test_identity_changes_name_each_dotted_key():
+    old = {"transformer": {"num_layers": 4}, "options": {"lr": 1e-3}, "inputs": {"init": "a"}}
+    new = {"transformer": {"num_layers": 2}, "options": {"lr": 1e-3, "ttur": 5}, "inputs": {"init": "a"}}
+    assert identity_changes(old, new) == ["options.ttur None -> 5", "transformer.num_layers 4 -> 2"]
+    assert identity_changes(old, old) == []

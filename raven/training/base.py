@@ -286,7 +286,7 @@ def train_base(spec_path, clips=None, prompts=None, out=None) -> dict:
         return train(
             [TrainedModel("base", model, options.optim, options.ema_decay, export="model")], step, out,
             LoopOptions(options.iterations, options.checkpoint_every, spec.seed, budget_s=options.budget_s),
-            world=world, spec=spec, stage="base",
+            world=world, spec=spec, stage="base", inputs={"clips": clips, "prompts": prompts},
             summary_extra={"objective": options.objective, "prediction_loss": options.prediction_loss,
                            "skipped_clips": skipped, "prompts": len(text.prompts)},
         )

@@ -108,7 +108,7 @@ def train_causal_teacher(spec_path, init=None, clips=None, prompts=None, out=Non
         return train(
             [TrainedModel("teacher", model, options.optim, options.ema_decay, export="model")], step, out,
             LoopOptions(options.iterations, options.checkpoint_every, spec.seed, budget_s=options.budget_s),
-            world=world, spec=spec, stage="causal_teacher",
+            world=world, spec=spec, stage="causal_teacher", inputs={"init": init, "clips": clips, "prompts": prompts},
             summary_extra={"kind": "trained", "skipped_clips": skipped, "init": str(init)},
         )
     finally:

@@ -4,11 +4,16 @@ Layout of `<out>/checkpoints/iter-<NNNNNNNN>/`: one `<part>.safetensors` (every 
 `<part>.json` (everything else, with tensors replaced by references) per part — model weights, optimizer,
 EMA, loop state, RNG states per rank — and a `done` marker. The directory is filled under a temporary
 name, `done` is written last, then it is renamed into place; a checkpoint without `done` is ignored.
+
+`<out>/checkpoints/run.json` says which run the checkpoints belong to (`run_identity`): a rerun with another
+spec or other input files must start over, not resume a different run's state.
 """
 
 from __future__ import annotations
 
+import hashlib
 import json
+import logging
 import random
 import shutil
 from collections.abc import Mapping
@@ -25,6 +30,14 @@ DONE = "done"
 PREFIX = "iter-"
 TENSOR_KEY = "__tensor__"
 TUPLE_KEY = "__tuple__"
+RUN_FILE = "run.json"
+SUPERSEDED = "checkpoints-superseded"
+# Stage options that only say how long or how often: changing them continues the same run.
+PACING_OPTIONS = ("iterations", "budget_s", "checkpoint_every")
+# Spec sections that decide what a run computes (not where it logs or how it is launched).
+RUN_SECTIONS = ("seed", "video", "codec", "text_encoder", "transformer", "chunks", "sampler", "weights")
+
+log = logging.getLogger(__name__)
 
 
 def flatten_state(state: Any, tensors: dict[str, torch.Tensor], path: str = "") -> Any:
@@ -128,3 +141,66 @@ def publish(root: Path, iteration: int, keep: int) -> Path:
     for old in complete[:-keep]:
         shutil.rmtree(old)
     return final
+
+
+def input_stamp(path: str | Path | None) -> str | None:
+    """A digest of the (relative path, size, mtime) of a file or of every file under a folder (its own
+    checkpoints excluded). Cheap on large shards; touching an input counts as changing it."""
+    if path is None:
+        return None
+    path = Path(path)
+    if path.is_file():
+        files = {path.name: path}
+    else:
+        files = {str(p.relative_to(path)): p for p in sorted(path.rglob("*"))
+                 if p.is_file() and "checkpoints" not in p.relative_to(path).parts}
+    digest = hashlib.sha256()
+    for name, file in files.items():
+        stat = file.stat()
+        digest.update(f"{name}\0{stat.st_size}\0{stat.st_mtime_ns}\n".encode())
+    return digest.hexdigest()
+
+
+def run_identity(spec: Any, stage: str, inputs: Mapping[str, str | Path | None]) -> dict[str, Any]:
+    """What makes checkpoints the same run: the spec's model, data and sampler sections, the stage's options
+    except its pacing (PACING_OPTIONS), and the stamps of the input files."""
+    dumped = spec.model_dump(mode="json")
+    options = {k: v for k, v in dumped["stages"].get(stage, {}).items() if k not in PACING_OPTIONS}
+    return {"stage": stage, **{k: dumped[k] for k in RUN_SECTIONS}, "options": options,
+            "inputs": {name: input_stamp(path) for name, path in inputs.items()}}
+
+
+def _flat(value: Any, prefix: str = "") -> dict[str, Any]:
+    if isinstance(value, Mapping):
+        return {k: v for key, item in value.items() for k, v in _flat(item, f"{prefix}{key}.").items()}
+    return {prefix.rstrip("."): value}
+
+
+def identity_changes(old: Mapping[str, Any], new: Mapping[str, Any]) -> list[str]:
+    """'key old -> new' for every dotted key whose value differs."""
+    before, after = _flat(old), _flat(new)
+    return [f"{key} {before.get(key)!r} -> {after.get(key)!r}" for key in sorted(before.keys() | after.keys())
+            if before.get(key) != after.get(key)]
+
+
+def claim_checkpoints(root: str | Path, identity: Mapping[str, Any]) -> list[str]:
+    """Make `root` hold only checkpoints of the run `identity`. Checkpoints of another run (or of unknown
+    origin) are moved, whole, to `<out>/checkpoints-superseded` (replacing an older one) with a warning.
+    Returns what changed (empty when the checkpoints can be resumed)."""
+    root = Path(root)
+    run_file = root / RUN_FILE
+    changes: list[str] = []
+    if root.is_dir() and any(root.iterdir()):
+        if run_file.is_file():
+            changes = identity_changes(json.loads(run_file.read_text()), identity)
+        else:
+            changes = [f"{run_file} is missing (checkpoints of unknown origin)"]
+    if changes:
+        superseded = root.parent / SUPERSEDED
+        shutil.rmtree(superseded, ignore_errors=True)
+        root.rename(superseded)
+        log.warning("%s belong to another run (%s); starting over, the old checkpoints are in %s",
+                    root, "; ".join(changes), superseded)
+    root.mkdir(parents=True, exist_ok=True)
+    atomic_write_text(run_file, json.dumps(identity, indent=2, sort_keys=True) + "\n")
+    return changes

@@ -449,7 +449,7 @@ def train_cmgrpo(spec_path, init, prompts, out) -> dict:
         summary = train(
             [TrainedModel("policy", model, options.optim, options.ema_decay, export=None)], step, out,
             LoopOptions(options.iterations, options.checkpoint_every, spec.seed, budget_s=options.budget_s),
-            world=world, spec=spec, stage="cmgrpo",
+            world=world, spec=spec, stage="cmgrpo", inputs={"init": init, "prompts": prompts},
             summary_extra={"init": str(init), "prompts": len(prompt_list), "kernel": kernel, "eta": eta,
                            "history_mode": options.history_mode, "reward_weights": options.reward_weights,
                            "reward_kind": options.rewards.kind},

@@ -406,6 +406,7 @@ def train_dmd(spec_path, init, prompts, out, clips=None, critic_init=None) -> di
             models, step, inputs.out,
             LoopOptions(options.iterations, options.checkpoint_every, spec.seed, budget_s=options.budget_s),
             world=world, spec=spec, stage="dmd",
+            inputs={"init": inputs.init, "critic_init": inputs.critic_init, "prompts": inputs.prompts, "clips": inputs.clips},
             summary_extra={
                 "history_mode": options.history_mode, "weighting": options.weighting, "ttur": options.ttur,
                 "teacher": "toy-exact" if options.teacher == "toy" else str(spec.weights.teacher),

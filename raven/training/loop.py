@@ -24,10 +24,12 @@ from raven.config.spec import OptimSpec
 from raven.io import atomic_write_json
 from raven.training.checkpoint import (
     checkpoint_iteration,
+    claim_checkpoints,
     latest_checkpoint,
     load_part,
     publish,
     rng_state,
+    run_identity,
     save_part,
     set_rng_state,
     staging_folder,
@@ -238,13 +240,19 @@ def train(
     spec: Any = None,
     stage: str = "train",
     summary_extra: Mapping[str, Any] | None = None,
+    inputs: Mapping[str, str | Path | None] | None = None,
 ) -> dict[str, Any]:
     """Run (or resume) a training job; writes checkpoints, exported models and `<out>/summary.json` last.
 
-    `spec` (a RunSpec) enables MLflow logging of every step under the run of (`stage`, `out`).
+    `spec` (a RunSpec) enables MLflow logging of every step under the run of (`stage`, `out`), and with
+    `inputs` (the files the run starts from, by name) it decides whether checkpoints under `out` may be
+    resumed: those of a run with another spec or other inputs are set aside (`claim_checkpoints`).
     """
     out, world = Path(out), world or World()
     checkpoints = out / "checkpoints"
+    if spec is not None and world.is_main:
+        claim_checkpoints(checkpoints, run_identity(spec, stage, inputs or {}))
+    world.barrier()
     optimisers = Optimisers(models, world)
     start, elapsed = resume(checkpoints, optimisers, step)
     started, step_times, metrics, stop = time.perf_counter(), [], {}, out_of_budget(elapsed, options, world)

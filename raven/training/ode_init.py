@@ -273,7 +273,7 @@ def train_ode_init(spec_path, pairs, init, out) -> dict:
         return train(
             [TrainedModel("student", model, options.optim, options.ema_decay, export="model")], step, out,
             LoopOptions(options.iterations, options.checkpoint_every, spec.seed, budget_s=options.budget_s),
-            world=world, spec=spec, stage="ode_init",
+            world=world, spec=spec, stage="ode_init", inputs={"init": init, "pairs": pairs},
             summary_extra={"pairs": len(ode_pairs.prompts), "init": str(init), "trained": True},
         )
     finally:
