@@ -58,7 +58,8 @@ def read_log(log: Path) -> dict:
 
 def run_dag(scale: str) -> dict:
     started = time.perf_counter()
-    subprocess.run([sys.executable, "-m", "snakemake", "--profile", "local", "--config", f"scale={scale}", "all"],
+    # the target goes before --config, which takes every following word as a key=value pair
+    subprocess.run([sys.executable, "-m", "snakemake", "--profile", "local", "all", "--config", f"scale={scale}"],
                    cwd=ROOT, check=True)
     wall = round(time.perf_counter() - started, 1)
     return {**read_log(newest_log()), "wall_s": wall}
