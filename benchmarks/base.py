@@ -35,6 +35,8 @@ def main() -> None:
                         help="torch threads; on the 2-core box one thread steps ~2x faster than two")
     parser.add_argument("--every", type=float, default=150.0, help="training seconds between evaluations")
     parser.add_argument("--heldout", type=int, default=64)
+    parser.add_argument("--guidance-sweep", type=float, nargs="*", default=[1.0, 2.0, 3.0],
+                        help="also judge the final EMA weights sampled at these CFG scales")
     parser.add_argument("--out", default=str(ROOT / "benchmarks" / "reports" / "base.json"))
     parser.add_argument("--work", help="working folder (default: a temporary one)")
     args = parser.parse_args()
@@ -78,11 +80,19 @@ def main() -> None:
             break
 
     final = curve[-1]
+    guidance_sweep = []
+    for guidance in args.guidance_sweep:
+        swept = options.model_copy(update={"guidance": guidance})
+        videos = sample_videos(model, parts.encode_text, parts.codec.decode, heldout, spec.latent_shape, swept,
+                               seed=10_000)
+        guidance_sweep.append({"guidance": guidance, **heldout_accuracy(videos, heldout)})
+        print(guidance_sweep[-1], flush=True)
     report = {
         "scale": args.scale,
         "objective": summary["objective"],
         "prediction_loss": summary["prediction_loss"],
         "budget_s": budget,
+        "batch_size": options.batch_size,
         "prompts": len(heldout),
         "colour_acc": final["colour_acc"],
         "shape_acc": final["shape_acc"],
@@ -93,6 +103,7 @@ def main() -> None:
         "wall_s": round(time.perf_counter() - started, 1),
         "sampler": {"euler_steps": options.sample_steps, "shift": options.sample_shift, "guidance": options.guidance},
         "curve": curve,
+        "guidance_sweep": guidance_sweep,
         "targets": {"colour_acc": 0.9, "shape_acc": 0.8, "within_s": 900},
         "machine": machine(args.threads),
     }
