@@ -12,20 +12,14 @@ time. Writes benchmarks/reports/base.json.
 from __future__ import annotations
 
 import argparse
-import os
-import platform
 import tempfile
 import time
 from pathlib import Path
 
 import torch
+from host import machine
 
 ROOT = Path(__file__).resolve().parents[1]
-
-
-def machine(threads: int) -> dict:
-    return {"platform": platform.platform(), "processor": platform.processor(), "cpu_count": os.cpu_count(),
-            "torch_threads": threads, "torch": torch.__version__}
 
 
 def main() -> None:
@@ -105,7 +99,7 @@ def main() -> None:
         "curve": curve,
         "guidance_sweep": guidance_sweep,
         "targets": {"colour_acc": 0.9, "shape_acc": 0.8, "within_s": 900},
-        "machine": machine(args.threads),
+        "machine": machine(),
     }
     atomic_write_json(args.out, report)
     print(f"wrote {args.out}")

@@ -20,25 +20,19 @@ per weight row; plus budgets and the machine.
 from __future__ import annotations
 
 import argparse
-import os
-import platform
 import tempfile
 import time
 from pathlib import Path
 
 import numpy as np
 import torch
+from host import machine
 
 ROOT = Path(__file__).resolve().parents[1]
 RELEASED = "raven_cmgrpo"
 ABLATIONS = ("rw_ta1_dd0.35_ms0.75_aq1_iq1", "rw_ta2_dd0.3_ms0.75_aq1_iq1", "rw_ta2_dd0.35_ms1_aq1_iq1",
              "rw_ta2_dd0.35_ms0.75_aq2_iq2")
 EVAL_SEED = 50_000
-
-
-def machine(threads: int) -> dict:
-    return {"platform": platform.platform(), "cpu_count": os.cpu_count(), "torch_threads": threads,
-            "torch": torch.__version__}
 
 
 def row_spec(row: str, scale: str, work: Path, budget: float, iterations: int | None) -> tuple[Path, object]:
@@ -184,7 +178,7 @@ def main() -> None:
         "rewards": "toy (weight-free) rewards of raven.rewards.toy; total: toy-world benchmark, not VBench",
         "budget_s": args.budget, "iterations_limit": args.iterations,
         "init": args.init or "trained here (base → ODE init → RAVEN DMD)",
-        "bench_wall_s": round(time.perf_counter() - started, 1), "machine": machine(args.threads),
+        "bench_wall_s": round(time.perf_counter() - started, 1), "machine": machine(),
     }
     atomic_write_json(args.out, report)
     print(f"wrote {args.out}")

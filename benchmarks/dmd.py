@@ -23,24 +23,17 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import platform
 import tempfile
 import time
 from pathlib import Path
 
 import numpy as np
 import torch
+from host import machine
 
 ROOT = Path(__file__).resolve().parents[1]
 MODES = ("raven", "sf", "df", "tf", "df_self_rollout")
 SCORE_KEYS = ("total", "quality", "semantic")
-
-
-def machine(threads: int) -> dict:
-    """The machine, with its load average: other jobs on shared cores slow every stage (budgets are
-    training seconds of wall clock, so a loaded machine buys fewer iterations)."""
-    return {"platform": platform.platform(), "processor": platform.processor(), "cpu_count": os.cpu_count(),
-            "torch_threads": threads, "torch": torch.__version__, "load_average_1_5_15": os.getloadavg()}
 
 
 def stage_spec(spec, work: Path, name: str, stages: dict) -> Path:
@@ -204,7 +197,7 @@ def main() -> None:
         report[name] = result
         print(name, result, flush=True)
         report.update({"wall_s": round(time.perf_counter() - started, 1),
-                       "machine": {**machine(args.threads), "load_average_at_start": load_at_start}})
+                       "machine": {**machine(), "load_average_at_start": load_at_start}})
         atomic_write_json(args.out, report)
 
     samples, teacher_s = teacher_samples(spec, read_prompt_file(heldout), work / "samples" / "teacher")

@@ -13,13 +13,12 @@ it is built) with their agreement against the toy parser's formula. Writes bench
 from __future__ import annotations
 
 import argparse
-import os
-import platform
 import tempfile
 import time
 from pathlib import Path
 
 import numpy as np
+from host import machine
 
 from raven.config import read_spec, resolve_spec
 from raven.evaluation.samples import read_samples
@@ -32,10 +31,6 @@ from raven.world.render import render
 REPORT = Path(__file__).parent / "reports" / "eval.json"
 VENV = Path(__file__).resolve().parents[1] / "results" / "envs" / "vbench"
 KEYS = ("total", "quality", "semantic", "dyn_deg")
-
-
-def machine() -> dict:
-    return {"platform": platform.platform(), "cpu_count": os.cpu_count()}
 
 
 def summary(report: dict) -> dict:

@@ -25,14 +25,13 @@ quadratic in the prefix, adds somewhat more), so the ratio grows with the video 
 from __future__ import annotations
 
 import argparse
-import os
-import platform
 import statistics
 import time
 from collections.abc import Callable
 from pathlib import Path
 
 import torch
+from host import machine
 
 from raven.config import RunSpec, resolve_spec
 from raven.diffusion.consistency import consistency_step
@@ -49,11 +48,6 @@ from raven.training.history import generator_x0
 REPORT = Path(__file__).parent / "reports" / "streaming.json"
 PROMPTS = ["red circle left fast on black", "blue square still on white"]
 SEED = 7
-
-
-def machine() -> dict:
-    return {"platform": platform.platform(), "processor": platform.processor(), "cpu_count": os.cpu_count(),
-            "torch": torch.__version__, "threads": torch.get_num_threads(), "device": "cpu"}
 
 
 def median_times(functions: dict[str, Callable[[], object]], repeats: int, warm_up: bool = True) -> dict[str, float]:
@@ -218,7 +212,7 @@ def main() -> None:
         "latency_per_chunk_full_history_s": chunk_latencies(forwards, text[:1], timesteps, 16, args.repeats),
         "interleaved_vs_streaming_max_abs_diff": interleaved_vs_streaming(forwards, text, timesteps),
         "seconds": {**times, **long_times, **{f"step_{name}": value for name, value in step_times.items()}},
-        "machine": machine(),
+        "machine": machine(device="cpu"),
     }
     atomic_write_json(args.out, report)
     print({key: value for key, value in report.items() if not isinstance(value, (list, dict))})

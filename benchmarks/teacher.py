@@ -14,13 +14,12 @@ from it. `train_prompts_cfg` shows the same guidance on training prompts (inside
 from __future__ import annotations
 
 import argparse
-import os
-import platform
 import time
 from pathlib import Path
 
 import numpy as np
 import torch
+from host import machine
 from tqdm import tqdm
 
 from raven.diffusion.ode import euler_sample, euler_timesteps
@@ -31,11 +30,6 @@ from raven.world.render import to_uint8
 from raven.world.teacher import ExactTeacher
 
 REPORT = Path(__file__).parent / "reports" / "teacher.json"
-
-
-def machine() -> dict:
-    return {"platform": platform.platform(), "cpu_count": os.cpu_count(), "torch": torch.__version__,
-            "threads": torch.get_num_threads()}
 
 
 def judge(teacher: ExactTeacher, prompts: list[str], guidance: float, steps: int, shift: float, seed: int,

@@ -14,8 +14,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
-import platform
 import re
 import subprocess
 import sys
@@ -24,17 +22,13 @@ from datetime import datetime
 from pathlib import Path
 
 import yaml
+from host import machine
 
 ROOT = Path(__file__).resolve().parents[1]
 REPORT = ROOT / "benchmarks" / "reports" / "tiny_all.json"
 KEYS = ("total", "quality", "semantic", "dyn_deg")
 STAMP = re.compile(r"^\[(\w{3} \w{3} +\d+ \d\d:\d\d:\d\d \d{4})\]$")
 DONE = re.compile(r"^(\d+) of (\d+) steps \(100%\) done$")
-
-
-def machine() -> dict:
-    return {"platform": platform.platform(), "processor": platform.processor(), "cpu_count": os.cpu_count(),
-            "python": platform.python_version()}
 
 
 def newest_log() -> Path:
@@ -94,7 +88,7 @@ def main() -> None:
     results = ROOT / "results" / args.scale
     report = {
         "scale": args.scale,
-        "command": f"snakemake --profile local --config scale={args.scale} all",
+        "command": f"snakemake --profile local all --config scale={args.scale}",
         **run,
         "target_s": 3600,
         "partial_reruns": [read_log(Path(log).resolve()) for log in args.rerun_log],

@@ -52,6 +52,7 @@ class ParsedObject:
 class ParsedVideo:
     background: str
     background_rgb: np.ndarray  # [T, 3] per-frame median colour
+    alphas: np.ndarray  # [colours, T, H, W] soft mask of every palette colour (`palette_alphas`)
     objects: dict[str, ParsedObject] = field(default_factory=dict)
 
 
@@ -139,11 +140,9 @@ def parse_video(frames: np.ndarray, min_present: float = PRESENT_FRAMES) -> Pars
     if frames.ndim != 4 or frames.shape[-1] != 3:
         raise ValueError(f"parse_video expects uint8 [T, H, W, 3], got shape {frames.shape}")
     background, medians = background_of(frames)
-    bg_rgb = np.asarray(BACKGROUNDS[background], dtype=np.float64)
     scale = min(frames.shape[1:3]) / REFERENCE_SIZE
-    parsed = ParsedVideo(background, medians)
-    for colour, rgb in COLOURS.items():
-        alpha = colour_alpha(frames, bg_rgb, rgb)
+    parsed = ParsedVideo(background, medians, palette_alphas(frames, background))
+    for colour, alpha in zip(COLOURS, parsed.alphas):
         obj = _parse_object(colour, alpha, scale, min_present)
         if obj is not None:
             parsed.objects[colour] = obj
@@ -248,7 +247,7 @@ def video_metrics(frames: np.ndarray, prompt: Prompt | str) -> dict[str, float]:
         "motion_smoothness": float(np.mean(smooth)) if smooth else 1.0,
         "dynamic_degree": float(dynamic_degree(frames).mean()),
         "sharpness": float(sharpness(frames).mean()),
-        "noise": float(noise_level(frames, parsed.background, palette_alphas(frames, parsed.background)).mean()),
+        "noise": float(noise_level(frames, parsed.background, parsed.alphas).mean()),
     }
 
 
