@@ -170,16 +170,12 @@ def run_identity(spec: Any, stage: str, inputs: Mapping[str, str | Path | None])
             "inputs": {name: input_stamp(path) for name, path in inputs.items()}}
 
 
-def _flat(value: Any, prefix: str = "") -> dict[str, Any]:
-    if isinstance(value, Mapping):
-        return {k: v for key, item in value.items() for k, v in _flat(item, f"{prefix}{key}.").items()}
-    return {prefix.rstrip("."): value}
-
-
 def identity_changes(old: Mapping[str, Any], new: Mapping[str, Any]) -> list[str]:
     """'key old -> new' for every dotted key whose value differs."""
-    before, after = _flat(old), _flat(new)
-    return [f"{key} {before.get(key)!r} -> {after.get(key)!r}" for key in sorted(before.keys() | after.keys())
+    from raven.tracking.store import flatten
+
+    before, after = flatten(old), flatten(new)
+    return [f"{key} {before.get(key)} -> {after.get(key)}" for key in sorted(before.keys() | after.keys())
             if before.get(key) != after.get(key)]
 
 
