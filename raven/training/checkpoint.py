@@ -28,6 +28,8 @@ from raven.io import atomic_write_text
 
 DONE = "done"
 PREFIX = "iter-"
+STAMP_FULL_BYTES = 64 << 20  # inputs up to this size are hashed whole
+STAMP_EDGE_BYTES = 1 << 20
 TENSOR_KEY = "__tensor__"
 TUPLE_KEY = "__tuple__"
 RUN_FILE = "run.json"
@@ -144,8 +146,9 @@ def publish(root: Path, iteration: int, keep: int) -> Path:
 
 
 def input_stamp(path: str | Path | None) -> str | None:
-    """A digest of the (relative path, size, mtime) of a file or of every file under a folder (its own
-    checkpoints excluded). Cheap on large shards; touching an input counts as changing it."""
+    """A digest of the (relative path, size, content) of a file or of every file under a folder (its own
+    checkpoints excluded). Content, not mtime, so that a fresh clone or a copy of committed inputs still
+    resumes its committed checkpoints; files over STAMP_FULL_BYTES are read at their head and tail only."""
     if path is None:
         return None
     path = Path(path)
@@ -156,8 +159,16 @@ def input_stamp(path: str | Path | None) -> str | None:
                  if p.is_file() and "checkpoints" not in p.relative_to(path).parts}
     digest = hashlib.sha256()
     for name, file in files.items():
-        stat = file.stat()
-        digest.update(f"{name}\0{stat.st_size}\0{stat.st_mtime_ns}\n".encode())
+        size = file.stat().st_size
+        digest.update(f"{name}\0{size}\0".encode())
+        with file.open("rb") as handle:
+            if size <= STAMP_FULL_BYTES:
+                digest.update(handle.read())
+            else:
+                digest.update(handle.read(STAMP_EDGE_BYTES))
+                handle.seek(size - STAMP_EDGE_BYTES)
+                digest.update(handle.read(STAMP_EDGE_BYTES))
+        digest.update(b"\n")
     return digest.hexdigest()
 
 
