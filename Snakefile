@@ -19,6 +19,6 @@ include: "workflow/rules/tables.smk"
 rule all:
     input:
         expand(RESULTS + "/tables/{table}.md", table=TABLES),
-        expand(RESULTS + "/samples/{row}/grid.png", row=ROWS),
+        expand(RESULTS + "/samples/{row}/grid.png", row=BASE_ROWS),
         RESULTS + "/plots/chunk_weights.png",
         RESULTS + "/plots/loss_curves",

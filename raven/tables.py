@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import csv
 import io
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 COLUMNS = ("total", "quality", "semantic", "dyn_deg")
@@ -68,10 +68,49 @@ def build_table(table: str, measured: Mapping[str, Mapping[str, Any]], paper: Ma
         for column in COLUMNS:
             mine, theirs = ours(row, column), reference.get(label, {}).get(column)
             record[column] = mine
+            record[f"ci_{column}"] = scaled_interval(row, column)
             record[f"paper_{column}"] = theirs
             record[f"diff_{column}"] = None if mine is None or theirs is None else mine - theirs
         records.append(record)
     return records
+
+
+def scaled_interval(row: Mapping[str, Any], column: str) -> list[float] | None:
+    """The row's 95% interval of `column` (raven.evaluation.stats) on the table's scale (×100 for fractions)."""
+    bounds = (row.get("ci") or {}).get(column)
+    if bounds is None:
+        return None
+    return [float(b) * 100 if column in PERCENT else float(b) for b in bounds]
+
+
+def comparisons(table: str, measured: Mapping[str, Mapping[str, Any]], pairs: Sequence[Sequence[str]],
+                metric: str = "total") -> list[dict[str, Any]]:
+    """Label a − label b in `metric` with its 95% interval for each configured pair whose rows carry units
+    (per-seed, per-prompt scores); the difference is on the table's scale."""
+    from raven.evaluation.stats import Units, compare
+
+    results = []
+    for a, b in pairs:
+        if not measured.get(a, {}).get("units") or not measured.get(b, {}).get("units"):
+            continue  # a partial table, or rows without per-video scores
+        result = compare(Units.from_json(measured[a]["units"]), Units.from_json(measured[b]["units"]), metric)
+        scale = 100 if metric in PERCENT else 1
+        results.append({"table": table, "a": a, "b": b, **result, "diff": result["diff"] * scale,
+                        "ci": [bound * scale for bound in result["ci"]]})
+    return results
+
+
+def comparisons_markdown(results: Sequence[Mapping[str, Any]]) -> list[str]:
+    if not results:
+        return []
+    lines = ["", "Comparisons (95% interval over seeds and prompts; prompts paired):", "",
+             "| a − b | metric | diff | 95% CI | seeds | prompts | |", "|---|---|---|---|---|---|---|"]
+    for r in results:
+        verdict = "**significant**" if r["significant"] else "within the noise"
+        lines.append(f"| {r['a']} − {r['b']} | {HEADERS.get(r['metric'], r['metric'])} | {r['diff']:+.2f} | "
+                     f"[{r['ci'][0]:+.2f}, {r['ci'][1]:+.2f}] | {r['seeds'][0]}/{r['seeds'][1]} | {r['prompts']} | "
+                     f"{verdict} |")
+    return lines
 
 
 def number(value: float | None, digits: int) -> str:
@@ -83,7 +122,8 @@ def signed(value: float | None, digits: int) -> str:
 
 
 def to_markdown(table: str, records: list[dict[str, Any]], scale: str) -> str:
-    """Markdown: one line per row, each column as `ours (paper, ±diff)`."""
+    """Markdown: one line per row, each column as `ours [95% CI] (paper, ±diff)` (the interval when the row
+    has several seeds or per-video scores)."""
     lines = [f"# {table} ({scale} scale)", ""]
     if scale != "paper":
         lines += [f"**Toy-world scores** (scale `{scale}`): the toy-world benchmark's Total/Quality/Semantic and "
@@ -97,19 +137,25 @@ def to_markdown(table: str, records: list[dict[str, Any]], scale: str) -> str:
         cells = []
         for column in COLUMNS:
             digits = 3 if column == "dyn_deg" else 2
-            cells.append(f"{number(record[column], digits)} ({number(record['paper_' + column], digits)}, "
+            ci = record.get(f"ci_{column}")
+            spread = "" if ci is None else f" [{number(ci[0], digits)}, {number(ci[1], digits)}]"
+            cells.append(f"{number(record[column], digits)}{spread} ({number(record['paper_' + column], digits)}, "
                          f"{signed(record['diff_' + column], digits)})")
         lines.append(f"| {record['row']} | " + " | ".join(cells) + f" | {record['recipe']} |")
     return "\n".join(lines) + "\n"
 
 
 def to_csv(records: list[dict[str, Any]]) -> str:
-    fields = ["row", *[f"{p}{c}" for c in COLUMNS for p in ("", "paper_", "diff_")], "recipe"]
+    fields = ["row", *[f"{p}{c}" for c in COLUMNS for p in ("", "ci_low_", "ci_high_", "paper_", "diff_")], "recipe"]
     buffer = io.StringIO()
     writer = csv.DictWriter(buffer, fieldnames=fields, lineterminator="\n")
     writer.writeheader()
     for record in records:
-        writer.writerow({key: "" if record[key] is None else record[key] for key in fields})
+        flat = dict(record)
+        for column in COLUMNS:
+            ci = record.get(f"ci_{column}") or [None, None]
+            flat[f"ci_low_{column}"], flat[f"ci_high_{column}"] = ci
+        writer.writerow({key: "" if flat.get(key) is None else flat[key] for key in fields})
     return buffer.getvalue()
 
 

@@ -50,8 +50,11 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     row = commands.add_parser("row", help="write results/<scale>/rows/<row>.json and log it to MLflow")
     row.add_argument("--spec", required=True)
     row.add_argument("--row", required=True, help="a row of config/experiments.yaml")
-    row.add_argument("--metrics", required=True, help="JSON of `raven eval toy` or `raven eval vbench`")
-    row.add_argument("--dyn-deg", help="JSON of `raven eval unified-reward` (its dyn_deg replaces the toy one)")
+    row.add_argument("--metrics", required=True, nargs="+",
+                     help="JSON of `raven eval toy` or `raven eval vbench`, one per seed replica of the row")
+    row.add_argument("--dyn-deg", nargs="*", default=[],
+                     help="JSONs of `raven eval unified-reward`, one per replica (their mean dyn_deg replaces the "
+                          "benchmark's)")
     row.add_argument("--config-dir", default="config")
     row.set_defaults(handler=run_row)
 
@@ -198,15 +201,18 @@ def run_unified_reward(args: argparse.Namespace) -> int:
 
 def run_row(args: argparse.Namespace) -> int:
     from raven.config import read_spec
-    from raven.evaluation.rows import build_row, row_recipe, write_and_log_row
+    from raven.evaluation.rows import build_row, pool_replicas, row_recipe, write_and_log_row
     from raven.io import read_json
 
     spec = read_spec(args.spec)
-    metrics = read_json(args.metrics)
-    sources = {"metrics": args.metrics}
+    metrics, spread = pool_replicas([read_json(path) for path in args.metrics])
+    sources = {"metrics": args.metrics[0] if len(args.metrics) == 1 else args.metrics}
     dyn_deg = None
     if args.dyn_deg:
-        dyn_deg, sources["dyn_deg"] = read_json(args.dyn_deg)["dyn_deg"], args.dyn_deg
-    row = build_row(args.row, spec.scale, metrics, row_recipe(args.config_dir, args.row), sources, dyn_deg)
+        dyn_deg = sum(read_json(path)["dyn_deg"] for path in args.dyn_deg) / len(args.dyn_deg)
+        sources["dyn_deg"] = args.dyn_deg[0] if len(args.dyn_deg) == 1 else args.dyn_deg
+        spread.get("ci", {}).pop("dyn_deg", None)  # the judge's, not the benchmark's per-video ratings
+    row = {**build_row(args.row, spec.scale, metrics, row_recipe(args.config_dir, args.row), sources, dyn_deg),
+           **spread}
     print(f"row {args.row}: {write_and_log_row(spec, row, args.config_dir)}")
     return 0

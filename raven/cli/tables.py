@@ -16,16 +16,18 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                         help="score tables: a row label and its row JSON (raven eval row); repeat")
     source.add_argument("--userstudy", metavar="FILE", help="user_study: the JSON of `raven userstudy analyze`")
     source.add_argument("--drift", metavar="FILE", help="drift: the JSON of `raven eval drift`")
-    parser.add_argument("--paper", default="config/paper_tables.yaml")
+    parser.add_argument("--paper", default="config/paper_tables.yaml", help="the paper's numbers")
+    parser.add_argument("--experiments", default="config/experiments.yaml",
+                        help="its `comparisons.<table>` pairs are tested (difference with a 95%% interval)")
     parser.add_argument("--out-dir", required=True,
                         help="writes <table>.md, <table>.csv, then <table>.json (records + DVC metrics by label)")
     parser.set_defaults(handler=run)
 
 
-def score_table(args: argparse.Namespace, scale: str) -> tuple[list, str, str]:
+def score_table(args: argparse.Namespace, scale: str) -> tuple[list, str, str, list]:
     from raven.config import ConfigError, load_yaml
     from raven.io import read_json
-    from raven.tables import build_table, to_csv, to_markdown
+    from raven.tables import build_table, comparisons, comparisons_markdown, to_csv, to_markdown
 
     measured = {}
     for item in args.row:
@@ -34,7 +36,10 @@ def score_table(args: argparse.Namespace, scale: str) -> tuple[list, str, str]:
             raise ConfigError(f"--row {item!r}: expected LABEL=ROW_JSON")
         measured[label] = read_json(path)
     records = build_table(args.table, measured, load_yaml(args.paper))
-    return records, to_markdown(args.table, records, scale), to_csv(records)
+    pairs = (load_yaml(args.experiments).get("comparisons") or {}).get(args.table) or []
+    tested = comparisons(args.table, measured, pairs)
+    markdown = to_markdown(args.table, records, scale) + "\n".join(comparisons_markdown(tested) + [""])
+    return records, markdown.rstrip("\n") + "\n", to_csv(records), tested
 
 
 def run(args: argparse.Namespace) -> int:
@@ -46,8 +51,9 @@ def run(args: argparse.Namespace) -> int:
                               user_study_records)
 
     scale = read_spec(args.spec).scale
+    tested: list = []
     if args.row:
-        records, markdown, table_csv = score_table(args, scale)
+        records, markdown, table_csv, tested = score_table(args, scale)
     elif args.userstudy:
         analysis = read_json(args.userstudy)
         records = user_study_records(analysis)
@@ -59,5 +65,6 @@ def run(args: argparse.Namespace) -> int:
     atomic_write_text(out / f"{args.table}.md", markdown)
     atomic_write_text(out / f"{args.table}.csv", table_csv)
     atomic_write_json(out / f"{args.table}.json", {"table": args.table, "scale": scale, "rows": records,
-                                                   "metrics": table_metrics(args.table, records)})
+                                                   "metrics": table_metrics(args.table, records),
+                                                   "comparisons": tested})
     return 0

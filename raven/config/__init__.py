@@ -6,9 +6,12 @@ from raven.config.load import (
     load_experiments,
     load_yaml,
     read_spec,
+    replica_name,
     resolve_spec,
+    split_replica,
     stage_options,
     validate,
+    with_replicas,
     write_spec,
 )
 from raven.config.spec import RunSpec, Section
@@ -21,8 +24,11 @@ __all__ = [
     "load_experiments",
     "load_yaml",
     "read_spec",
+    "replica_name",
     "resolve_spec",
+    "split_replica",
     "stage_options",
     "validate",
+    "with_replicas",
     "write_spec",
 ]

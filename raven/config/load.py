@@ -104,7 +104,41 @@ def resolve_spec(
         merged["row"] = row
     if overrides:
         merged = deep_merge(merged, overrides)
+    if row is not None:
+        merged["seed"] = int(merged.get("seed", 0)) + split_replica(row)[1] * REPLICA_SEED_STRIDE
     return validate(RunSpec, merged, f"run spec (scale {scale!r}, row {row!r})")
+
+
+REPLICA_MARK = "@s"
+REPLICA_SEED_STRIDE = 100_003  # replica k trains and samples with seed + k * stride: no sample seed is shared
+
+
+def split_replica(row: str) -> tuple[str, int]:
+    """'raven@s2' -> ('raven', 2); a plain row is replica 0 of itself."""
+    base, mark, index = row.partition(REPLICA_MARK)
+    if not mark:
+        return row, 0
+    if not index.isdigit() or int(index) < 1:
+        raise ConfigError(f"row {row!r}: a replica is named <row>{REPLICA_MARK}<k> with k >= 1")
+    return base, int(index)
+
+
+def replica_name(row: str, index: int) -> str:
+    return row if index == 0 else f"{row}{REPLICA_MARK}{index}"
+
+
+def with_replicas(rows: Mapping[str, Mapping[str, Any]], seeds: int) -> dict[str, dict[str, Any]]:
+    """Every row plus replicas <row>@s1..@s<seeds-1>: the same settings, trained with other seeds; a replica's
+    `from` is the replica of the same index of the row it continues or re-samples. `replica_of` names the
+    row a replica belongs to."""
+    expanded: dict[str, dict[str, Any]] = {}
+    for row, settings in rows.items():
+        for index in range(seeds):
+            entry = dict(settings)
+            if index and entry.get("from") is not None:
+                entry["from"] = replica_name(str(entry["from"]), index)
+            expanded[replica_name(row, index)] = {**entry, "replica_of": row}
+    return expanded
 
 
 def load_experiments(config_dir: str | Path = "config") -> dict[str, dict[str, Any]]:
@@ -117,6 +151,8 @@ def load_experiments(config_dir: str | Path = "config") -> dict[str, dict[str, A
 
 
 def row_overrides(config_dir: str | Path, row: str) -> dict[str, Any]:
+    """A row's `overrides` (a replica's are its row's)."""
+    row = split_replica(row)[0]
     rows = load_experiments(config_dir)
     if row not in rows:
         raise ConfigError(f"row {row!r} is not in {Path(config_dir) / 'experiments.yaml'}; known rows: {sorted(rows)}")

@@ -125,6 +125,15 @@ class OptimSpec(Section):
     grad_clip: float = Field(default=1000.0, gt=0)
 
 
+class BaselineWeights(Section):
+    """A baseline's released checkpoint (SPEC §9): the file or folder, the entry holding the weights
+    (`generator` or `generator_ema`; None: the first present), and an optional LoRA merged into it (LongLive)."""
+
+    path: Path
+    key: str | None = None
+    lora: Path | None = None
+
+
 class WeightsSpec(Section):
     """Local weight paths. `None` means: train it in this pipeline (toy scales)."""
 
@@ -132,6 +141,8 @@ class WeightsSpec(Section):
     base: Path | None = None
     causal_init: Path | None = None
     raven: Path | None = None
+    baselines: dict[str, BaselineWeights] = Field(
+        default_factory=dict, description="row -> released checkpoint; such a row is sampled, not trained")
 
 
 class LauncherSpec(Section):
@@ -140,6 +151,8 @@ class LauncherSpec(Section):
     name: LauncherName = "local"
     nodes: int = Field(default=1, gt=0)
     gpus_per_node: int = Field(default=0, ge=0)
+    tasks_per_node: int | None = Field(default=None, gt=0, description="default: one task per GPU (one if no "
+                                       "GPU); 1 for a job that uses every GPU of its node itself (VBench, judge)")
     cpus_per_task: int = Field(default=2, gt=0)
     mem_gb: float = Field(default=8, gt=0)
     timeout_min: int = Field(default=60, gt=0)
@@ -156,6 +169,8 @@ class RunSpec(Section):
     scale: str
     row: str | None = None
     seed: int = 0
+    seeds: int = Field(default=1, ge=1, description="training seeds per trained row: replicas <row>@s1.. beside "
+                       "<row>, each with seed + k * REPLICA_SEED_STRIDE (raven.config.load); tables report their spread")
     results_dir: Path = Path("results")
     tracking_uri: str = "sqlite:///results/mlflow.db"
     video: VideoSpec

@@ -7,7 +7,7 @@ scores), `kind` (`toy-world` or `vbench`: toy-world scores are never VBench scor
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -33,6 +33,31 @@ def build_row(row: str, scale: str, metrics: Mapping[str, Any], recipe: str, sou
             **{key: float(metrics[key]) for key in ("total", "quality", "semantic")},
             "dyn_deg": None if value is None else float(value),
             "dimensions": {k: float(v) for k, v in metrics["dimensions"].items()}, "sources": dict(sources)}
+
+
+def pool_replicas(metrics: Sequence[Mapping[str, Any]]) -> tuple[dict[str, Any], dict[str, Any]]:
+    """One row from its seed replicas' metrics: (pooled metrics, spread). Pooled values are the means over
+    replicas (each evaluated on the same prompts). The spread, when the metrics carry per-video scores,
+    holds `ci` (95%, bootstrap over seeds and prompts: raven.evaluation.stats), `seeds`, `prompts` and
+    the `units` that comparisons between rows resample."""
+    from raven.evaluation.scores import UNIT_BOUNDS, VBENCH_BOUNDS
+    from raven.evaluation.stats import cell_intervals, units_of
+
+    if not metrics:
+        raise ValueError("a row needs the metrics of at least one replica")
+    pooled = dict(metrics[0])
+    for key in ("total", "quality", "semantic", "dyn_deg"):
+        values = [m.get(key) for m in metrics]
+        pooled[key] = None if any(v is None for v in values) else float(sum(values) / len(values))
+    pooled["dimensions"] = {name: float(sum(m["dimensions"][name] for m in metrics) / len(metrics))
+                            for name in metrics[0]["dimensions"]}
+    spread: dict[str, Any] = {"seeds": len(metrics)}
+    if all(m.get("per_video") for m in metrics):
+        bounds = UNIT_BOUNDS if metrics[0].get("kind") == "toy-world" else VBENCH_BOUNDS
+        units = units_of([m["per_video"] for m in metrics], bounds)
+        spread.update(prompts=len(units.prompts), videos=sum(len(m["per_video"]) for m in metrics),
+                      ci={k: v["ci"] for k, v in cell_intervals(units).items()}, units=units.to_json())
+    return pooled, spread
 
 
 def row_recipe(config_dir: str | Path, row: str) -> str:

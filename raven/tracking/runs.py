@@ -125,6 +125,9 @@ def row_metrics(row: Mapping[str, Any]) -> dict[str, float]:
     """Metrics of a row JSON: Total/Quality/Semantic/Dyn.Deg plus `dimension/<name>` per dimension."""
     metrics = {name: float(row[key]) for key, name in ROW_METRIC_NAMES.items() if row.get(key) is not None}
     metrics.update({f"dimension/{name}": float(value) for name, value in (row.get("dimensions") or {}).items()})
+    for key, name in ROW_METRIC_NAMES.items():  # the 95% interval over seeds and prompts, when the row has one
+        if (row.get("ci") or {}).get(key) is not None:
+            metrics[f"{name}/ci_low"], metrics[f"{name}/ci_high"] = (float(b) for b in row["ci"][key])
     return metrics
 
 

@@ -6,7 +6,7 @@ import os
 import shlex
 import sys
 
-from raven.config import ConfigError, load_experiments, load_yaml, resolve_spec
+from raven.config import ConfigError, load_experiments, load_yaml, replica_name, resolve_spec, with_replicas
 from raven.tracking import config_hash
 
 # `raven` of the environment running Snakemake, even when that environment is not activated.
@@ -14,11 +14,18 @@ os.environ["PATH"] = f"{os.path.dirname(sys.executable)}{os.pathsep}{os.environ[
 
 SCALE = config["scale"]
 RESULTS = f"{config['results_dir']}/{SCALE}"
-ROWS = load_experiments("config")
+BASE_ROWS = load_experiments("config")
 TABLES = load_yaml("config/experiments.yaml")["tables"]
 RUN_SETTINGS = {key: config[key] for key in ("seed", "results_dir", "tracking_uri", "launcher")}
 # The shared run spec (no row): weights given as local paths replace the stages that would train them.
 SHARED = resolve_spec("config", SCALE, None, RUN_SETTINGS)
+# Every row and its seed replicas <row>@s1.. (`seeds` of the scale, raven.config.with_replicas): a replica
+# trains, samples and is evaluated like a row; the row's JSON pools its replicas with their spread.
+ROWS = with_replicas(BASE_ROWS, SHARED.seeds)
+
+
+def replicas_of(row):
+    return [replica_name(row, index) for index in range(SHARED.seeds)]
 
 # How a row gets its student (config/experiments.yaml): the ODE inits a DMD row starts from, and the
 # row another row continues (cmgrpo) or re-samples (inference).

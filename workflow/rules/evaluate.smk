@@ -50,8 +50,9 @@ rule row:
     """One table row: the benchmark's metrics (+ UnifiedReward's dynamic degree) and the row's recipe."""
     input:
         spec=RESULTS + "/specs/{row}.yaml",
-        metrics=RESULTS + f"/eval/{{row}}/{BENCHMARK}.json",
-        dyn_deg=lambda w: [RESULTS + f"/eval/{w.row}/unified_reward.json"] if DYN_DEG_JUDGE else [],
+        metrics=lambda w: [RESULTS + f"/eval/{replica}/{BENCHMARK}.json" for replica in replicas_of(w.row)],
+        dyn_deg=lambda w: [RESULTS + f"/eval/{replica}/unified_reward.json" for replica in replicas_of(w.row)]
+        if DYN_DEG_JUDGE else [],
     output: RESULTS + "/rows/{row}.json"
     params: dyn_deg=lambda w, input: f"--dyn-deg {input.dyn_deg}" if input.dyn_deg else ""
     log: RESULTS + "/logs/rows/{row}.log"
