@@ -113,6 +113,12 @@ class KVCache:
     def append(self, layer: int, chunk: int, key: torch.Tensor, value: torch.Tensor) -> None:
         self.entries.setdefault(layer, []).append((chunk, key, value))
 
+    def view(self, layer: int) -> KVCache:
+        """What layer `layer` sees now (its history and text keys/values), apart from later appends/evictions."""
+        entries = {layer: list(self.entries[layer])} if layer in self.entries else {}
+        cross = {layer: self.cross[layer]} if layer in self.cross else {}
+        return KVCache(self.sink, self.window, entries, cross)
+
     def evict_for(self, next_chunk: int) -> None:
         """Keep what chunk `next_chunk` may see: the first `sink` chunks and the last `window` chunks."""
         for layer, entries in self.entries.items():
@@ -128,6 +134,13 @@ class AttentionContext:
     kernel: Literal["sdpa", "flex"] = "sdpa"
     cache: KVCache | None = None
     record_chunk: int | None = None
+
+    def replay(self, layer: int) -> dict:
+        """Settings under which a recomputation of block `layer` (gradient checkpointing, in backward)
+        attends exactly as the block does now: same mode and mask, the cache as the layer sees it now, and
+        nothing recorded a second time."""
+        cache = None if self.cache is None else self.cache.view(layer)
+        return {"mode": self.mode, "mask": self.mask, "kernel": self.kernel, "cache": cache, "record_chunk": None}
 
     @contextmanager
     def use(self, **settings) -> Iterator[None]:
@@ -286,9 +299,10 @@ class CausalWan:
         temb, projection, text_states, _ = model.condition_embedder(times.flatten(), text, None, timestep_seq_len=length)
         projection = projection.unflatten(2, (6, -1))
         hidden = tokens.contiguous()
-        for block in model.blocks:
+        for layer, block in enumerate(model.blocks):
             if torch.is_grad_enabled() and model.gradient_checkpointing:
-                hidden = model._gradient_checkpointing_func(block, hidden, text_states, projection, rotary)
+                hidden = model._gradient_checkpointing_func(self.replayable(block, layer), hidden, text_states,
+                                                            projection, rotary)
             else:
                 hidden = block(hidden, text_states, projection, rotary)
         shift, scale = (model.scale_shift_table.unsqueeze(0) + temb.unsqueeze(2)).chunk(2, dim=2)
@@ -300,6 +314,20 @@ class CausalWan:
             outputs.append(self.unpatchify(hidden[:, offset : offset + count], piece.split.frames, grid_h, grid_w))
             offset += count
         return outputs
+
+    def replayable(self, block: torch.nn.Module, layer: int):
+        """`block` for checkpointing: the first call runs in the live context; recomputations re-enter the
+        context as it was at that call (the mask, the cache before this call's appends)."""
+        replay, calls = self.context.replay(layer), []
+
+        def run_block(*args):
+            if not calls:
+                calls.append(layer)
+                return block(*args)
+            with self.context.use(**replay):
+                return block(*args)
+
+        return run_block
 
     def unpatchify(self, hidden: torch.Tensor, frames: int, grid_h: int, grid_w: int) -> torch.Tensor:
         _, p_h, p_w = self.patch
