@@ -140,6 +140,8 @@ class WeightsSpec(Section):
     teacher: Path | None = None
     base: Path | None = None
     causal_init: Path | None = None
+    bidirectional_init: Path | None = Field(default=None, description="the ODE-initialised student of the "
+                                            "bidirectional teacher's trajectories (CausVid-style init, ode_bidirectional)")
     raven: Path | None = None
     baselines: dict[str, BaselineWeights] = Field(
         default_factory=dict, description="row -> released checkpoint; such a row is sampled, not trained")

@@ -241,10 +241,19 @@ def ode_pairs_stage(spec_path, teacher, prompts, out) -> dict:
     return summary
 
 
+def released_init(spec) -> Path | None:
+    """The released student that replaces this init's training: `weights.causal_init` for the chunkwise
+    (Causal Forcing) init, `weights.bidirectional_init` for the bidirectional-teacher (CausVid) one."""
+    from raven.config import stage_options
+
+    mode = stage_options(spec, "ode_pairs", OdePairsOptions).mode
+    return spec.weights.causal_init if mode == "chunkwise" else spec.weights.bidirectional_init
+
+
 def train_ode_init(spec_path, pairs, init, out) -> dict:
-    """`raven train ode-init`: the causal student from the base weights regressed on ODE pairs. When
-    `weights.causal_init` is given (paper scale: Causal Forcing's released checkpoint) that checkpoint is
-    loaded and exported instead of training."""
+    """`raven train ode-init`: the causal student from the base weights regressed on ODE pairs. When the
+    init's released weights are given (`released_init`; paper scale: Causal Forcing's checkpoint, tiny
+    scale: data/weights/tiny) they are loaded and exported instead of training."""
     from raven.config import read_spec, stage_options
     from raven.io import atomic_write_json
     from raven.training.base import ModelParts, TextTable
@@ -255,11 +264,12 @@ def train_ode_init(spec_path, pairs, init, out) -> dict:
     options = stage_options(spec, "ode_init", OdeInitOptions)
     parts = ModelParts.build(spec)
     out = Path(out)
-    if spec.weights.causal_init is not None:
-        model = parts.load(spec.weights.causal_init)
+    released = released_init(spec)
+    if released is not None:
+        model = parts.load(released)
         for name in ("model", "model_ema"):
             export_pretrained(model, model.state_dict(), out / name)
-        summary = {"stage": "ode_init", "source": str(spec.weights.causal_init), "trained": False}
+        summary = {"stage": "ode_init", "source": str(released), "trained": False}
         atomic_write_json(out / "summary.json", summary)
         return summary
     world = init_world()

@@ -17,6 +17,12 @@ RESULTS = f"{config['results_dir']}/{SCALE}"
 BASE_ROWS = load_experiments("config")
 TABLES = load_yaml("config/experiments.yaml")["tables"]
 RUN_SETTINGS = {key: config[key] for key in ("seed", "results_dir", "tracking_uri", "launcher")}
+# Where a run writes and how it is submitted: not part of what a spec computes (spec_hash leaves them out).
+PLACEMENT = ("results_dir", "tracking_uri", "launcher")
+# `--config from_scratch=true`: train the base model and both ODE inits through this DAG instead of loading
+# released weights (the tiny scale's data/weights/tiny; see its README).
+if str(config.get("from_scratch")).lower() == "true":
+    RUN_SETTINGS["weights"] = {"base": None, "causal_init": None, "bidirectional_init": None}
 # The shared run spec (no row): weights given as local paths replace the stages that would train them.
 SHARED = resolve_spec("config", SCALE, None, RUN_SETTINGS)
 # Every row and its seed replicas <row>@s1.. (`seeds` of the scale, raven.config.with_replicas): a replica
@@ -89,7 +95,7 @@ def spec_hash(row=None, settings=None):
 @functools.lru_cache(maxsize=None)
 def cached_spec_hash(row, settings):
     spec = resolve_spec("config", SCALE, row, {**RUN_SETTINGS, **json.loads(settings)}).model_dump(mode="json")
-    return config_hash({key: value for key, value in spec.items() if key not in RUN_SETTINGS or key == "seed"})
+    return config_hash({key: value for key, value in spec.items() if key not in PLACEMENT})
 
 
 def spec_settings(settings):

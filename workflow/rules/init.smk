@@ -53,9 +53,18 @@ rule ode_pairs:
            "--teacher {params.teacher} --prompts {input.prompts} --out {params.out} > {log} 2>&1"
 
 
+# The released student that replaces an init's trajectories and regression when given (paper scale: Causal
+# Forcing's ODE init; tiny scale: data/weights/tiny, unless --config from_scratch=true).
+INIT_WEIGHTS = {"ode_causal": "causal_init", "ode_bidirectional": "bidirectional_init"}
+
+
+def released_init(init):
+    return getattr(SHARED.weights, INIT_WEIGHTS[init])
+
+
 def ode_pairs_input(wildcards):
-    """weights.causal_init (paper scale: Causal Forcing's released ODE init) replaces the trajectories."""
-    return [] if SHARED.weights.causal_init is not None else RESULTS + f"/init/{wildcards.init}/pairs/summary.json"
+    released = released_init(wildcards.init)
+    return str(released) if released is not None else RESULTS + f"/init/{wildcards.init}/pairs/summary.json"
 
 
 rule ode_init:
