@@ -59,18 +59,21 @@ def run_dag(scale: str) -> dict:
     return {**read_log(newest_log()), "wall_s": wall}
 
 
-def score_tables(results: Path) -> dict:
-    """{table: {label: {total, quality, semantic, dyn_deg}}} for every score table of config/experiments.yaml."""
+def score_tables(results: Path) -> tuple[dict, list]:
+    """({table: {label: {total, quality, semantic, dyn_deg, their ci_*, recipe}}}, comparisons) from every score
+    table's JSON (`raven tables`): values on the table's scale (Total/Quality/Semantic in %), each with its 95%
+    interval over seeds and prompts, and the tested comparisons of config/experiments.yaml."""
     tables = yaml.safe_load((ROOT / "config" / "experiments.yaml").read_text())["tables"]
-    out = {}
-    for table, rows in tables.items():
+    out, comparisons = {}, []
+    for table in tables:
         if table in ("user_study", "drift"):
             continue
-        out[table] = {}
-        for label, row in rows.items():
-            scores = json.loads((results / "rows" / f"{row}.json").read_text())
-            out[table][label] = {key: scores[key] for key in KEYS} | {"row": row, "recipe": scores.get("recipe")}
-    return out
+        written = json.loads((results / "tables" / f"{table}.json").read_text())
+        out[table] = {record["row"]: {key: record[key] for key in KEYS}
+                      | {f"ci_{key}": record.get(f"ci_{key}") for key in KEYS} | {"recipe": record.get("recipe")}
+                      for record in written["rows"]}
+        comparisons += written.get("comparisons", [])
+    return out, comparisons
 
 
 def main() -> None:
@@ -85,7 +88,10 @@ def main() -> None:
         run = read_log(newest_log() if args.from_log == "newest" else Path(args.from_log).resolve())
     else:
         run = run_dag(args.scale)
+    from raven.config import resolve_spec
+
     results = ROOT / "results" / args.scale
+    tables, comparisons = score_tables(results)
     report = {
         "scale": args.scale,
         "command": f"snakemake --profile local all --config scale={args.scale}",
@@ -93,7 +99,9 @@ def main() -> None:
         "target_s": 3600,
         "partial_reruns": [read_log(Path(log).resolve()) for log in args.rerun_log],
         "machine": machine(),
-        "tables": score_tables(results),
+        "seeds": resolve_spec(ROOT / "config", args.scale).seeds,
+        "tables": tables,
+        "comparisons": comparisons,
         "user_study": json.loads((results / "tables" / "user_study.json").read_text()),
         "drift": json.loads((results / "tables" / "drift.json").read_text()),
     }
