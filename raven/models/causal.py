@@ -20,13 +20,16 @@ from __future__ import annotations
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
+from types import MethodType
 from typing import Literal
 
 import torch
 import torch.nn.functional as F
 from diffusers import WanTransformer3DModel
+from torch.distributed.fsdp import register_fsdp_forward_method
 
 from raven.config import RunSpec
+from raven.config.spec import chunk_layout, chunk_starts
 
 SplitKind = Literal["noisy", "clean"]
 
@@ -39,14 +42,6 @@ class Split:
     start: int
     frames: int
     kind: SplitKind
-
-
-def chunk_starts(chunk_frames: Sequence[int]) -> list[int]:
-    starts, start = [], 0
-    for size in chunk_frames:
-        starts.append(start)
-        start += size
-    return starts
 
 
 def keeps_history(query_chunk: int, key_chunk: int, sink: int, window: int | None) -> bool:
@@ -239,7 +234,16 @@ def install_processors(model: WanTransformer3DModel) -> AttentionContext:
             block.attn1.set_processor(CausalSelfAttention(context, layer))
             block.attn2.set_processor(CachedCrossAttention(context, layer))
         model._raven_attention = context
+        model.causal_forward = MethodType(causal_forward, model)
+        model.fsdp_forward_methods = ("causal_forward",)
+        register_fsdp_forward_method(model, "causal_forward")  # a no-op until the model is sharded
     return context
+
+
+def causal_forward(model: WanTransformer3DModel, function, *args):
+    """`function(*args)` as a forward of `model`: FSDP2 (`World.prepare` registers this method) unshards the
+    root's own parameters (patch embedding, condition embedder, output head) around it."""
+    return function(*args)
 
 
 def rope_for_frames(rope, start: int, frames: int, height: int, width: int) -> tuple[torch.Tensor, torch.Tensor]:
@@ -286,17 +290,23 @@ class CausalWan:
     # --- one packed forward -------------------------------------------------------------------
     def run(self, pieces: Sequence[Piece], text: torch.Tensor) -> list[torch.Tensor]:
         """Forward the packed pieces under the current context; return each piece's output latents."""
+        return self.model.causal_forward(self._run, pieces, text)
+
+    def _run(self, pieces: Sequence[Piece], text: torch.Tensor) -> list[torch.Tensor]:
         model = self.model
         first = pieces[0].latents
         _, _, _, height, width = first.shape
         grid_h, grid_w = height // self.patch[1], width // self.patch[2]
         per_frame = grid_h * grid_w
-        tokens = torch.cat([model.patch_embedding(p.latents).flatten(2).transpose(1, 2) for p in pieces], dim=1)
+        dtype = model.patch_embedding.weight.dtype  # the compute dtype (bf16 under a MixedPrecisionPolicy)
+        tokens = torch.cat([model.patch_embedding(p.latents.to(dtype)).flatten(2).transpose(1, 2) for p in pieces],
+                           dim=1)
         rope = [rope_for_frames(model.rope, p.split.start, p.split.frames, grid_h, grid_w) for p in pieces]
         rotary = (torch.cat([r[0] for r in rope], dim=1).to(first.device), torch.cat([r[1] for r in rope], dim=1).to(first.device))
         times = torch.cat([p.times.repeat_interleave(per_frame, dim=1) for p in pieces], dim=1)
         length = tokens.shape[1]
-        temb, projection, text_states, _ = model.condition_embedder(times.flatten(), text, None, timestep_seq_len=length)
+        temb, projection, text_states, _ = model.condition_embedder(times.flatten(), text.to(dtype), None,
+                                                                    timestep_seq_len=length)
         projection = projection.unflatten(2, (6, -1))
         hidden = tokens.contiguous()
         for layer, block in enumerate(model.blocks):
@@ -311,7 +321,8 @@ class CausalWan:
         outputs, offset = [], 0
         for piece in pieces:
             count = piece.split.frames * per_frame
-            outputs.append(self.unpatchify(hidden[:, offset : offset + count], piece.split.frames, grid_h, grid_w))
+            outputs.append(self.unpatchify(hidden[:, offset : offset + count], piece.split.frames, grid_h,
+                                           grid_w).type_as(first))
             offset += count
         return outputs
 
@@ -359,16 +370,7 @@ class CausalWan:
 
     def layout(self, frames: int) -> list[int]:
         """Chunk sizes covering `frames` latent frames (longer videos continue with the last chunk size)."""
-        sizes, total = [], 0
-        for size in self.chunk_frames:
-            if total >= frames:
-                break
-            sizes.append(min(size, frames - total))
-            total += sizes[-1]
-        while total < frames:
-            sizes.append(min(self.chunk_frames[-1], frames - total))
-            total += sizes[-1]
-        return sizes
+        return chunk_layout(self.chunk_frames, frames=frames)
 
     def bidirectional(self, x: torch.Tensor, t: torch.Tensor, text: torch.Tensor) -> torch.Tensor:
         t = t.view(-1, 1).expand(-1, x.shape[2]) if t.ndim == 1 else t

@@ -1,15 +1,16 @@
 """The distributed context of a training job: one process per device, torchrun-compatible environment.
 
 `RANK`, `WORLD_SIZE`, `LOCAL_RANK`, `MASTER_ADDR`, `MASTER_PORT` (set by torchrun or `raven launch`) decide
-the world. CPU: gloo, replicated models, gradients averaged by an all-reduce after backward. CUDA: NCCL,
-FSDP2 (`fully_shard` on every transformer block, then the root) with gradient checkpointing; FSDP2
-averages gradients itself. The CUDA path cannot be exercised on the CPU machines the tests run on.
+the world. Several ranks, on any device (NCCL on CUDA, gloo on the CPU): FSDP2 (`fully_shard` on every
+transformer block, then the root) with gradient checkpointing on trainable models, a `MixedPrecisionPolicy`
+(parameters in the spec's `precision`, gradients reduced in fp32), and the model's extra forward methods
+(`fsdp_forward_methods`, e.g. the causal forward) registered so the root's parameters are unsharded for
+them too; FSDP2 averages gradients itself. The CPU tests run exactly these lines on 2 gloo processes.
 """
 
 from __future__ import annotations
 
 import os
-from collections.abc import Iterable
 from dataclasses import dataclass
 
 import torch
@@ -24,6 +25,7 @@ class World:
     world_size: int = 1
     local_rank: int = 0
     device: torch.device = torch.device("cpu")
+    precision: str = "fp32"  # compute dtype of sharded models (spec.precision): fp32 or bf16
 
     @property
     def is_main(self) -> bool:
@@ -31,8 +33,12 @@ class World:
 
     @property
     def sharded(self) -> bool:
-        """Models are FSDP2-sharded (CUDA with several ranks)."""
-        return self.world_size > 1 and self.device.type == "cuda"
+        """Models are FSDP2-sharded (several ranks, on any device)."""
+        return self.world_size > 1
+
+    @property
+    def dtype(self) -> torch.dtype:
+        return PRECISIONS[self.precision]
 
     def seed(self, base: int, iteration: int) -> int:
         """Per-iteration, per-rank seed: base + iter·world_size + rank (SPEC §4)."""
@@ -52,38 +58,27 @@ class World:
         if self.world_size > 1:
             dist.barrier()
 
-    def average_gradients(self, parameters: Iterable[torch.nn.Parameter]) -> None:
-        """Replace every gradient by its mean over ranks (replicated models; FSDP2 does this itself)."""
-        if self.world_size == 1 or self.sharded:
-            return
-        grads = [p.grad for p in parameters if p.grad is not None]
-        if not grads:
-            return
-        flat = torch.cat([g.reshape(-1) for g in grads])
-        dist.all_reduce(flat, op=dist.ReduceOp.SUM)
-        flat /= self.world_size
-        offset = 0
-        for grad in grads:
-            grad.copy_(flat[offset : offset + grad.numel()].view_as(grad))
-            offset += grad.numel()
-
     def prepare(self, module: torch.nn.Module, trainable: bool = True) -> torch.nn.Module:
-        """Move a model to this rank's device; replicate (CPU) or shard per block (CUDA, FSDP2).
+        """Move a model to this rank's device; with several ranks, start every rank from rank 0's weights and
+        shard per block, then the root (FSDP2, computing in `precision`, reducing gradients in fp32).
 
-        Trainable models on CUDA also get gradient checkpointing (diffusers' `enable_gradient_checkpointing`).
+        Sharded trainable models also get gradient checkpointing (diffusers' `enable_gradient_checkpointing`).
         """
         module = module.to(self.device)
-        if self.world_size > 1 and not self.sharded:
+        if self.sharded:
+            from torch.distributed.fsdp import MixedPrecisionPolicy, fully_shard, register_fsdp_forward_method
+
             for tensor in module.state_dict().values():
                 dist.broadcast(tensor, src=0)
-        if self.sharded:
-            from torch.distributed.fsdp import fully_shard
-
             if trainable and hasattr(module, "enable_gradient_checkpointing"):
                 module.enable_gradient_checkpointing()
+            policy = MixedPrecisionPolicy(param_dtype=None if self.precision == "fp32" else self.dtype,
+                                          reduce_dtype=torch.float32)
             for block in getattr(module, "blocks", []):
-                fully_shard(block)
-            fully_shard(module)
+                fully_shard(block, mp_policy=policy)
+            fully_shard(module, mp_policy=policy)
+            for name in getattr(module, "fsdp_forward_methods", ()):
+                register_fsdp_forward_method(module, name)
         return module
 
     def full_state_dict(self, module: torch.nn.Module) -> dict[str, torch.Tensor]:
@@ -120,13 +115,31 @@ class World:
         optimizer.load_state_dict(state)
 
 
-def init_world() -> World:
-    """The world from the torchrun environment; initialises the process group when WORLD_SIZE > 1."""
+PRECISIONS = {"fp32": torch.float32, "bf16": torch.bfloat16}
+
+
+def cuda_device(local_rank: int, visible: int) -> torch.device:
+    """The GPU of one task: cuda:0 when it sees one GPU (`raven launch` narrows CUDA_VISIBLE_DEVICES to one
+    GPU per task), else cuda:LOCAL_RANK (torchrun: every task sees the node's GPUs)."""
+    if visible == 1:
+        return torch.device("cuda", 0)
+    if not 0 <= local_rank < visible:
+        raise RuntimeError(f"LOCAL_RANK={local_rank} but this task sees {visible} GPUs (CUDA_VISIBLE_DEVICES="
+                           f"{os.environ.get('CUDA_VISIBLE_DEVICES', 'unset')}): launch one task per GPU with "
+                           "`raven launch`, or torchrun with --nproc-per-node at most the GPU count")
+    return torch.device("cuda", local_rank)
+
+
+def init_world(precision: str = "fp32") -> World:
+    """The world from the torchrun environment; initialises the process group when WORLD_SIZE > 1.
+    `precision` (spec.precision) is the compute dtype of sharded models."""
+    if precision not in PRECISIONS:
+        raise ValueError(f"precision {precision!r} is not one of {sorted(PRECISIONS)} (key `precision` of the run spec)")
     world_size = int(os.environ.get("WORLD_SIZE", "1"))
     rank = int(os.environ.get("RANK", "0"))
     local_rank = int(os.environ.get("LOCAL_RANK", str(rank)))
     cuda = torch.cuda.is_available()
-    device = torch.device("cuda", local_rank) if cuda else torch.device("cpu")
+    device = cuda_device(local_rank, torch.cuda.device_count()) if cuda else torch.device("cpu")
     if cuda:
         torch.cuda.set_device(device)
     if world_size > 1 and not dist.is_initialized():
@@ -134,7 +147,7 @@ def init_world() -> World:
             if name not in os.environ:
                 raise RuntimeError(f"WORLD_SIZE={world_size} but {name} is not set: launch with torchrun or `raven launch`")
         dist.init_process_group(backend="nccl" if cuda else "gloo", rank=rank, world_size=world_size)
-    return World(rank=rank, world_size=world_size, local_rank=local_rank, device=device)
+    return World(rank=rank, world_size=world_size, local_rank=local_rank, device=device, precision=precision)
 
 
 def close_world(world: World) -> None:

@@ -86,7 +86,6 @@ class Optimisers:
     def step(self, name: str) -> dict[str, float]:
         """Average gradients over ranks, clip, step unless the norm is NaN/Inf (then skip and count), EMA."""
         model, params = self.models[name], self.params[name]
-        self.world.average_gradients(params)
         norm = torch.nn.utils.clip_grad_norm_(params, model.optim.grad_clip)
         finite = bool(torch.isfinite(norm))
         if finite:
