@@ -84,7 +84,8 @@ class Optimisers:
         return {f"loss/{name}": float(self.world.all_reduce_mean(loss.detach().float())), **self.step(name)}
 
     def step(self, name: str) -> dict[str, float]:
-        """Average gradients over ranks, clip, step unless the norm is NaN/Inf (then skip and count), EMA."""
+        """Clip, step unless the norm is NaN/Inf (then skip and count), EMA. Several ranks: FSDP2 has averaged
+        the gradients in backward."""
         model, params = self.models[name], self.params[name]
         norm = torch.nn.utils.clip_grad_norm_(params, model.optim.grad_clip)
         finite = bool(torch.isfinite(norm))
