@@ -22,6 +22,7 @@ from typing import Any
 
 import numpy as np
 import torch
+from safetensors import SafetensorError, safe_open
 from safetensors.torch import load_file, save_file
 
 from raven.io import atomic_write_text
@@ -33,6 +34,7 @@ STAMP_EDGE_BYTES = 1 << 20
 TENSOR_KEY = "__tensor__"
 TUPLE_KEY = "__tuple__"
 RUN_FILE = "run.json"
+CORRUPT = "corrupt-"  # a checkpoint that fails to read is renamed to `corrupt-iter-<N>` beside the others
 SUPERSEDED = "checkpoints-superseded"
 # Stage options that only say how long or how often: changing them continues the same run.
 PACING_OPTIONS = ("iterations", "budget_s", "checkpoint_every")
@@ -81,7 +83,36 @@ def load_part(folder: Path, name: str) -> Any:
     if not tensor_file.is_file() or not json_file.is_file():
         raise FileNotFoundError(f"checkpoint {folder}: part {name!r} is missing; delete the checkpoint folder to "
                                 "resume from an older one")
-    return unflatten_state(json.loads(json_file.read_text()), load_file(str(tensor_file)))
+    try:
+        return unflatten_state(json.loads(json_file.read_text()), load_file(str(tensor_file)))
+    except (SafetensorError, json.JSONDecodeError, KeyError) as error:
+        raise ValueError(f"checkpoint {folder}: part {name!r} is unreadable ({error}); delete the checkpoint "
+                         "folder to resume from an older one") from None
+
+
+def checkpoint_problem(folder: Path) -> str | None:
+    """Why the checkpoint `folder` cannot be read (naming the file), or None. Reads the JSON parts and the
+    safetensors headers, which cover the data (a truncated file fails), not the tensors themselves."""
+    for part in sorted({p.stem for p in folder.glob("*.json")} | {p.stem for p in folder.glob("*.safetensors")}):
+        json_file, tensor_file = folder / f"{part}.json", folder / f"{part}.safetensors"
+        try:
+            json.loads(json_file.read_text())
+        except (OSError, UnicodeDecodeError, json.JSONDecodeError) as error:
+            return f"{json_file}: {error}"
+        try:
+            with safe_open(str(tensor_file), "pt"):
+                pass
+        except (OSError, SafetensorError) as error:
+            return f"{tensor_file}: {error}"
+    return None
+
+
+def set_aside_corrupt(folder: Path) -> Path:
+    """Rename a corrupt checkpoint to `corrupt-iter-<N>` (kept for inspection, no longer resumed)."""
+    target = folder.with_name(CORRUPT + folder.name)
+    shutil.rmtree(target, ignore_errors=True)
+    folder.rename(target)
+    return target
 
 
 def rng_state() -> dict[str, Any]:
@@ -121,6 +152,20 @@ def latest_checkpoint(root: str | Path) -> Path | None:
         return None
     complete = [p for p in root.glob(f"{PREFIX}*") if p.is_dir() and (p / DONE).is_file()]
     return max(complete, key=lambda p: int(p.name[len(PREFIX):]), default=None)
+
+
+def latest_intact_checkpoint(root: str | Path, world: Any) -> Path | None:
+    """The newest complete checkpoint that reads (`checkpoint_problem`). Newer unreadable ones are set aside
+    by rank 0, each named in a warning, so a requeued job resumes from an older one instead of crashing
+    on the same file again. Every rank reads the same files, so all ranks agree on the result."""
+    while (folder := latest_checkpoint(root)) is not None and (problem := checkpoint_problem(folder)) is not None:
+        world.barrier()
+        if world.is_main:
+            aside = set_aside_corrupt(folder)
+            log.warning("checkpoint %s is unreadable (%s); resuming from an older one, the bad one is now %s",
+                        folder, problem, aside)
+        world.barrier()
+    return folder
 
 
 def checkpoint_iteration(folder: Path) -> int:

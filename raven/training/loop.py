@@ -25,7 +25,7 @@ from raven.io import atomic_write_json
 from raven.training.checkpoint import (
     checkpoint_iteration,
     claim_checkpoints,
-    latest_checkpoint,
+    latest_intact_checkpoint,
     load_part,
     publish,
     rng_state,
@@ -183,8 +183,8 @@ def save_checkpoint(root: Path, iteration: int, optimisers: Optimisers, step: St
 
 def resume(root: Path, optimisers: Optimisers, step: Step) -> tuple[int, float]:
     """Load the newest complete checkpoint, if any; returns the iteration to start from and the training
-    time spent before it."""
-    folder = latest_checkpoint(root)
+    time spent before it. Unreadable newer checkpoints are set aside, each named in a warning."""
+    folder = latest_intact_checkpoint(root, optimisers.world)
     if folder is None:
         return 0, 0.0
     optimisers.load(folder)
