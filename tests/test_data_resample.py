@@ -34,3 +34,17 @@ def test_centre_crop_resize():
     out = centre_crop_resize(frames, 4, 4)
     assert out.shape == (2, 4, 4, 3) and (out == 200).all()
     assert centre_crop_resize(frames, 2, 4).shape == (2, 2, 4, 3)
+
+
+def test_upsample_to_48_then_stride_3_computes_only_the_kept_frames():
+    frames = np.stack([np.full((2, 2, 3), 7 * i, np.uint8) for i in range(13)])  # 0.5 s at 24 fps
+    calls = []
+
+    def counting(a, b, f):
+        calls.append(f)
+        return _crossfade(a, b, f)
+
+    every = resample_fps(frames, 24, 48, _crossfade)
+    kept = resample_fps(frames, 24, 48, counting, keep_every=3)
+    np.testing.assert_array_equal(kept, every[::3])  # 48 fps, every third frame: 16 fps
+    assert len(kept) == 9 and len(calls) == 4  # times k/16: half of them fall between source frames

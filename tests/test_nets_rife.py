@@ -79,3 +79,23 @@ def test_a_flownet_of_another_layout_is_refused_naming_the_key(tmp_path):
     save({k: v for k, v in state.items() if not k.startswith("block4.")}, path)
     with pytest.raises(ValueError, match=r"4 IFBlocks.*expected 5"):
         load_ifnet(path)
+
+
+def test_openvid_clips_go_through_rife(tmp_path, smoke_spec):
+    from raven.data.options import DataOptions
+    from raven.data.shards import ClipReader
+    from raven.data.stage import build_clips
+    from raven.data.video import write_mp4
+
+    folder = tmp_path / "openvid"
+    folder.mkdir()
+    write_mp4(folder / "clip.mp4", np.stack([textured(16, 16, seed=s) for s in range(21)]), fps=20)  # 8 fps x 3 = 24: off-grid
+    (folder / "OpenVidHD.csv").write_text('video,caption\nclip.mp4,"noise"\n')
+    with pytest.raises(ValueError, match="interpolator 'rife' needs rife_path"):
+        DataOptions(clip_source="openvid", openvid_path=folder, interpolator="rife")
+    save(translating_ifnet(shift=0).state_dict(), tmp_path / "flownet.pkl")
+    options = DataOptions(clip_source="openvid", openvid_path=folder, openvid_csv="OpenVidHD.csv",
+                          interpolator="rife", rife_path=tmp_path / "flownet.pkl")
+    summary = build_clips(smoke_spec, options, None, tmp_path / "clips")
+    assert summary["interpolator"] == "rife" and summary["clips"] == 1
+    assert next(iter(ClipReader(tmp_path / "clips"))).frames.shape[0] == smoke_spec.video.frames

@@ -1,8 +1,9 @@
 """OpenVid(-HD) clips from a local folder → training clips (SPEC §11).
 
 The folder holds OpenVid's CSV (columns `video`: the mp4 file name, `caption`) and the mp4 files, either
-beside the CSV or in a `videos/` subfolder. Each clip is resampled to the training fps through the frame
-interpolator, `frames` frames are taken from a seeded random start, then centre-cropped and resized.
+beside the CSV or in a `videos/` subfolder. Each clip is upsampled through the frame interpolator to
+`UPSAMPLE` × the training fps (48 fps for 16) and every `UPSAMPLE`-th frame is kept (the paper's RIFE
+recipe), `frames` frames are taken from a seeded random start, then centre-cropped and resized.
 Clips that are missing, corrupt or too short are skipped and counted.
 """
 
@@ -15,11 +16,24 @@ from pathlib import Path
 
 import pyarrow.csv as pacsv
 
-from raven.data.resample import centre_crop_resize, resample_fps
+from raven.data.resample import Interpolator, centre_crop_resize, flow_interpolate, resample_fps
 from raven.data.shards import Clip
 from raven.data.video import VideoError, read_mp4
 
 log = logging.getLogger(__name__)
+
+UPSAMPLE = 3  # 16 fps clips: RIFE to 48 fps, then a stride of 3 (SPEC §11)
+
+
+def build_interpolator(kind: str, rife_path: Path | None) -> Interpolator:
+    """`flow` (weight-free Farneback, CPU) or `rife` (Practical-RIFE weights at `rife_path`, GPU if any)."""
+    if kind == "flow":
+        return flow_interpolate
+    if rife_path is None:
+        raise ValueError("stages.data.interpolator 'rife' needs stages.data.rife_path: Practical-RIFE's flownet.pkl")
+    from raven.models.nets.rife import RIFEInterpolator  # torch network; only the paper scale needs it
+
+    return RIFEInterpolator(rife_path)
 
 
 def openvid_index(folder: str | Path, csv_name: str) -> list[tuple[Path, str]]:
@@ -48,6 +62,7 @@ class OpenVidClips:
     frames: int
     fps: float
     seed: int
+    interpolate: Interpolator = flow_interpolate
     skipped: int = 0
     problems: list[str] = field(default_factory=list)
 
@@ -61,7 +76,7 @@ class OpenVidClips:
             video, source_fps = read_mp4(path)
         except (VideoError, FileNotFoundError) as error:
             return self._skip(str(error))
-        video = resample_fps(video, source_fps, self.fps)
+        video = resample_fps(video, source_fps, self.fps * UPSAMPLE, self.interpolate, keep_every=UPSAMPLE)
         if len(video) < self.frames:
             return self._skip(f"{path}: {len(video)} frames at {self.fps} fps, need {self.frames}")
         start = random.Random(f"{self.seed}:{number}").randint(0, len(video) - self.frames)

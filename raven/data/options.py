@@ -46,6 +46,8 @@ class DataOptions(Section):
     shard_size: int = Field(default=256, gt=0)
     openvid_path: Path | None = None
     openvid_csv: str = "OpenVid-1M.csv"
+    interpolator: Literal["flow", "rife"] = "flow"  # OpenVid upsampling: Farneback (CPU) or Practical-RIFE
+    rife_path: Path | None = None  # Practical-RIFE v4.25/v4.26 flownet.pkl (interpolator: rife)
     max_clips: int | None = Field(default=None, gt=0)
 
     @model_validator(mode="after")
@@ -56,6 +58,8 @@ class DataOptions(Section):
             raise ValueError("prompt_source 'file' needs prompt_file: a UTF-8 file with one prompt per line")
         if self.clip_source == "openvid" and self.openvid_path is None:
             raise ValueError("clip_source 'openvid' needs openvid_path: a folder with the OpenVid CSV and mp4 files")
+        if self.interpolator == "rife" and self.rife_path is None:
+            raise ValueError("interpolator 'rife' needs rife_path: Practical-RIFE's flownet.pkl (v4.25/v4.26)")
         if self.min_words > self.max_words:
             raise ValueError(f"min_words {self.min_words} > max_words {self.max_words}")
         return self

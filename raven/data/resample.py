@@ -1,10 +1,10 @@
 """Temporal resampling through a frame interpolator, and centre crop + resize (SPEC §11).
 
-The paper upsamples OpenVid-HD to 48 fps with RIFE and keeps every third frame (16 fps); resampling
-straight to the training fps with an interpolator is the same operation. The default interpolator is
-weight-free: OpenCV Farneback optical flow both ways, each neighbour warped to the intermediate time
-and blended by distance. RIFE is not offered: no RIFE weights or loading code exist in this project,
-so the paper-scale path uses the same optical-flow interpolator (documented as a difference).
+The paper upsamples OpenVid-HD to 48 fps with RIFE and keeps every third frame (16 fps):
+`resample_fps(frames, fps, 48, rife, keep_every=3)` computes exactly the kept frames. Interpolators:
+`flow_interpolate` here (weight-free, CPU: OpenCV Farneback optical flow both ways, each neighbour
+warped to the intermediate time and blended by distance; the toy scales), and Practical-RIFE
+(`raven.models.nets.rife.RIFEInterpolator`, local weights, on the GPU when there is one; the paper scale).
 """
 
 from __future__ import annotations
@@ -42,13 +42,14 @@ def flow_interpolate(a: np.ndarray, b: np.ndarray, fraction: float) -> np.ndarra
 
 
 def resample_fps(frames: np.ndarray, source_fps: float, target_fps: float,
-                 interpolate: Interpolator = flow_interpolate) -> np.ndarray:
-    """Frames at times k / target_fps covering the clip's duration; off-grid times are interpolated."""
+                 interpolate: Interpolator = flow_interpolate, keep_every: int = 1) -> np.ndarray:
+    """Frames at times k / target_fps covering the clip's duration, every `keep_every`-th of them (the
+    others are never computed); off-grid times are interpolated from their two neighbours."""
     if source_fps <= 0 or target_fps <= 0:
         raise ValueError(f"fps must be positive, got source {source_fps}, target {target_fps}")
     count = int(np.floor((len(frames) - 1) * target_fps / source_fps + 1e-9)) + 1
     out = []
-    for k in range(count):
+    for k in range(0, count, keep_every):
         position = k * source_fps / target_fps
         index = int(np.floor(position + 1e-9))
         fraction = position - index

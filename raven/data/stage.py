@@ -5,7 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from raven.config import RunSpec
-from raven.data.openvid import OpenVidClips, openvid_index
+from raven.data.openvid import OpenVidClips, build_interpolator, openvid_index
 from raven.data.options import DataOptions
 from raven.data.prompts import (
     dedup, keyword_filter, length_filter, load_table, read_prompt_file, safe_prompts, split_sample,
@@ -57,8 +57,10 @@ def build_clips(spec: RunSpec, options: DataOptions, prompts_path: Path | None, 
         return {"source": "toy", "render_fps": options.render_fps, "sources": count, "skipped": 0,
                 "clips": count_rows(paths), "shards": len(paths), "fps": video.fps, "frames": video.frames}
     index = openvid_index(options.openvid_path, options.openvid_csv)[: options.max_clips]
-    clips = OpenVidClips(index, video.height, video.width, video.frames, video.fps, options.seed)
+    clips = OpenVidClips(index, video.height, video.width, video.frames, video.fps, options.seed,
+                         build_interpolator(options.interpolator, options.rife_path))
     paths = write_shards(out, len(clips), clips, options.shard_size)
-    return {"source": "openvid", "path": str(options.openvid_path), "sources": len(index), "skipped": clips.skipped,
+    return {"source": "openvid", "path": str(options.openvid_path), "interpolator": options.interpolator,
+            "sources": len(index), "skipped": clips.skipped,
             "clips": count_rows(paths), "shards": len(paths), "fps": video.fps, "frames": video.frames,
             "problems": clips.problems[:20]}
