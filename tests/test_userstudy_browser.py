@@ -1,5 +1,7 @@
-"""The user-study page in headless Debian Chromium: judge several pairs, reload (resume), then check
-the answers in SQLite and in the analysis."""
+"""The user-study page in headless Debian Chromium against `raven userstudy serve` (waitress): judge
+several pairs, reload (resume), then check the answers in SQLite and in the analysis; then the
+attacks over plain HTTP: a replayed form, a forged token (a pair never shown), no session, an
+oversized body, the tally without the admin token."""
 
 from __future__ import annotations
 
@@ -17,14 +19,15 @@ import pytest
 from local_services import CHROME_FLAGS, free_port
 
 from raven.evaluation.samples import write_samples
-from raven.evaluation.userstudy import JudgementStore, analyze, prepare
+from raven.evaluation.judgements import JudgementStore
+from raven.evaluation.userstudy import analyze, prepare
 from raven.io import read_json
 from raven.world.render import render
 
 pytestmark = [pytest.mark.browser, pytest.mark.slow]
 
 PROMPTS = ["red square right slow on black", "blue triangle still on white", "green circle down slow on grey"]
-
+ADMIN = "admin-token-for-the-browser-test"
 
 
 @pytest.fixture
@@ -36,8 +39,10 @@ def server(tmp_path):
         write_samples(tmp_path / method, videos, PROMPTS, [0, 1, 2], fps=8)
     prepare("raven", {"raven": tmp_path / "raven", "causvid": tmp_path / "causvid"}, tmp_path / "study", 1, 0)
     port = free_port()
+    (tmp_path / "admin").write_text(ADMIN + "\n")
     process = subprocess.Popen([str(Path(sys.executable).with_name("raven")), "userstudy", "serve", "--study",
-                                str(tmp_path / "study"), "--port", str(port)],
+                                str(tmp_path / "study"), "--port", str(port), "--admin-token-file",
+                                str(tmp_path / "admin")],
                                stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     url = f"http://127.0.0.1:{port}"
     try:
@@ -69,7 +74,16 @@ def wait_for_text(driver, element_id: str, wanted: str) -> str:
     return WebDriverWait(driver, 30, ignored_exceptions=(NoSuchElementException, StaleElementReferenceException)).until(text)
 
 
-def test_judge_pairs_reload_and_tally(server, tmp_path):
+def post(url: str, data: bytes, cookie: str = "") -> int:
+    """HTTP status of a form POST sent outside the browser."""
+    request = urllib.request.Request(f"{url}/judge", data=data, method="POST", headers={"Cookie": cookie})
+    try:
+        return urllib.request.urlopen(request, timeout=30).status
+    except urllib.error.HTTPError as error:
+        return error.code
+
+
+def test_judge_pairs_reload_attacks_and_tally(server, tmp_path):
     if not (shutil.which("chromium") and shutil.which("chromedriver")):
         pytest.skip("needs Debian chromium and chromium-driver (make sysdeps)")
     from selenium import webdriver
@@ -83,6 +97,8 @@ def test_judge_pairs_reload_and_tally(server, tmp_path):
         options.add_argument(flag)
     driver = webdriver.Chrome(service=Service(shutil.which("chromedriver")), options=options)
     manifest = read_json(study / "manifest.json")
+    order = JudgementStore(study / "judgements.sqlite", manifest).order("alice")
+    prompts = {p["pair"]: p["prompt"] for p in manifest["pairs"]}
     choices = [("A", "A", "A"), ("B", "tie", "B")]
     try:
         driver.get(url)
@@ -90,34 +106,42 @@ def test_judge_pairs_reload_and_tally(server, tmp_path):
         driver.find_element(By.ID, "start").click()
         for index, answer in enumerate(choices):
             assert wait_for_text(driver, "progress", f"Comparison {index + 1} of 3").startswith("Comparison")
+            assert driver.find_element(By.ID, "prompt").text == prompts[order[index]]  # alice's own order
             for dimension, choice in zip(("quality", "semantic", "overall"), answer):
                 driver.find_element(By.ID, f"{dimension}-{choice}").click()
             driver.find_element(By.ID, "submit").click()
         driver.refresh()  # a reload resumes at the first unjudged pair
         assert wait_for_text(driver, "progress", "Comparison 3 of 3").startswith("Comparison 3 of 3")
-        shown = driver.find_element(By.ID, "prompt").text
-        assert shown == manifest["pairs"][2]["prompt"]
+        assert driver.find_element(By.ID, "prompt").text == prompts[order[2]]
         assert "raven" not in driver.page_source and "causvid" not in driver.page_source
+        token = driver.find_element(By.NAME, "csrf_token").get_attribute("value")
+        cookie = f"session={driver.get_cookie('session')['value']}"
         for dimension in ("quality", "semantic", "overall"):
             driver.find_element(By.ID, f"{dimension}-tie").click()
         driver.find_element(By.ID, "submit").click()
         assert "all 3 comparisons are done" in wait_for_text(driver, "done", "all 3 comparisons are done")
     finally:
         driver.quit()
-    with pytest.raises(urllib.error.HTTPError) as refused:  # a malformed submission is refused
-        urllib.request.urlopen(urllib.request.Request(f"{url}/judge", data=b"pair=p00000&annotator=bob&quality=A",
-                                                      method="POST"))
-    assert refused.value.code == 400
-    store = JudgementStore(study / "judgements.sqlite", [p["pair"] for p in manifest["pairs"]])
-    rows = store.rows()
+    form = f"csrf_token={token}&quality=A&semantic=A&overall=A".encode()
+    assert post(url, form, cookie) == 403  # the browser's last form, replayed
+    assert post(url, form.replace(token.encode(), b"forged"), cookie) == 403  # no pair was shown with this token
+    assert post(url, form) == 403  # no session: a cross-site or scripted post
+    assert post(url, form + b"&pad=" + b"x" * (1 << 20), cookie) == 413  # a 1 MB body
+    store = JudgementStore(study / "judgements.sqlite", manifest)
+    rows = store.rows(history=True)
     assert len(rows) == 9 and {r["annotator"] for r in rows} == {"alice"}
     expected = {}
-    for pair, answer in zip(manifest["pairs"], [*choices, ("tie", "tie", "tie")]):
+    by_id = {p["pair"]: p for p in manifest["pairs"]}
+    for pair_id, answer in zip(order, [*choices, ("tie", "tie", "tie")]):
         for dimension, choice in zip(("quality", "semantic", "overall"), answer):
-            outcome = "tie" if choice == "tie" else ("win" if pair[choice]["method"] == "raven" else "loss")
+            outcome = "tie" if choice == "tie" else ("win" if by_id[pair_id][choice]["method"] == "raven" else "loss")
             expected.setdefault(dimension, []).append(outcome)
     result = analyze(manifest, rows, bootstrap=100)["results"]["causvid"]
     for dimension, outcomes in expected.items():
         assert result[dimension]["counts"] == {k: outcomes.count(k) for k in ("win", "tie", "loss")}
-    served = json.loads(urllib.request.urlopen(f"{url}/tally").read())["results"]["causvid"]
+    with pytest.raises(urllib.error.HTTPError) as refused:
+        urllib.request.urlopen(f"{url}/tally")
+    assert refused.value.code == 403
+    tally = urllib.request.urlopen(urllib.request.Request(f"{url}/tally", headers={"Authorization": f"Bearer {ADMIN}"}))
+    served = json.loads(tally.read())["results"]["causvid"]
     assert {d: served[d]["counts"] for d in expected} == {d: result[d]["counts"] for d in expected}

@@ -1,33 +1,30 @@
 """The user study (SPEC §10; the release has no code for it): blinded pairwise A/B judgements of a
 method against each opponent on Quality, Semantic and Overall.
 
-- `prepare`: for every prompt, opponent and sample k, one pair (method sample k vs opponent sample k);
-  per opponent exactly half of the pairs show the method on the left; pair order shuffled; videos are
-  copied under opaque names (browser-playable H.264, upscaled) so nothing on the page names a method.
-- `JudgementStore`: SQLite, one row per judgement (pair, annotator, dimension, choice, time); a pair's
-  three answers go in one transaction; a re-submission replaces the annotator's earlier answer.
-- `analyze`: win / tie / loss rates of the method per opponent and dimension with bootstrap
-  confidence intervals (resampling judgements), and the bar chart (the paper's Figure 6).
+- `prepare`: for every prompt, opponent and sample k, one pair (method sample k vs opponent sample k)
+  with a content id (`raven.evaluation.judgements.pair_id`); per opponent exactly half of the pairs
+  show the method on the left; videos are copied under opaque names (browser-playable H.264,
+  upscaled) so nothing on the page names a method.
+- the votes live in `raven.evaluation.judgements.JudgementStore`, which outlives every manifest.
+- `analyze`: win / tie / loss rates of the method per opponent and dimension (each annotator's latest
+  vote) with bootstrap confidence intervals (resampling judgements), and the bar chart (Figure 6).
 - `simulate`: toy-scale raters driven by the toy-world benchmark's per-video scores.
 """
 
 from __future__ import annotations
 
+import hashlib
 import random
-import sqlite3
-import time
 from collections.abc import Mapping, Sequence
-from contextlib import closing
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-from raven.evaluation.samples import read_samples
-from raven.io import atomic_path, atomic_write_json, read_json
+from raven.evaluation.judgements import DIMENSIONS, JudgementStore, pair_id
+from raven.evaluation.samples import Samples, read_samples
+from raven.io import atomic_path, atomic_write_json
 
-DIMENSIONS = ("quality", "semantic", "overall")
-CHOICES = ("A", "B", "tie")
 DISPLAY_SIZE = 256  # px: toy videos are upscaled (nearest) so that a rater can see them
 
 
@@ -44,12 +41,18 @@ def encode_for_browser(frames: np.ndarray, fps: float, size: int = DISPLAY_SIZE)
     return encode_mp4(frames, fps, crf=12, codec="libx264", pix_fmt="yuv420p")
 
 
-def samples_by_prompt(folder: Path) -> dict[str, list[int]]:
+def samples_by_prompt(samples: Samples) -> dict[str, list[int]]:
     """Sample indices of each prompt of a samples folder, in order."""
     grouped: dict[str, list[int]] = {}
-    for record in read_json(folder / "samples.json"):
+    for record in samples.records:
         grouped.setdefault(record["prompt"], []).append(int(record["index"]))
     return grouped
+
+
+def frames_digest(frames: np.ndarray) -> str:
+    """SHA-256 of a video's frames (shape and bytes): part of a pair's content id."""
+    frames = np.ascontiguousarray(frames)
+    return hashlib.sha256(repr((frames.shape, str(frames.dtype))).encode() + frames.tobytes()).hexdigest()
 
 
 def balanced_sides(count: int, rng: random.Random) -> list[bool]:
@@ -59,17 +62,23 @@ def balanced_sides(count: int, rng: random.Random) -> list[bool]:
     return sides
 
 
-def plan_pairs(method: str, folders: Mapping[str, Path], samples_per_prompt: int, seed: int,
-               max_prompts: int | None = None) -> list[dict[str, Any]]:
-    """The blinded pairs: {pair, prompt, opponent, A: {method, samples, index}, B: {...}}."""
+def plan_pairs(method: str, folders: Mapping[str, Path], samples: Mapping[str, Samples], samples_per_prompt: int,
+               seed: int, max_prompts: int | None = None) -> list[dict[str, Any]]:
+    """The blinded pairs: {pair, prompt, opponent, sample, A: {method, samples, index, seed, digest}, B: {...}}."""
     if method not in folders:
         raise ValueError(f"the study's method {method!r} has no samples folder; got {sorted(folders)}")
-    grouped = {name: samples_by_prompt(Path(folder)) for name, folder in folders.items()}
+    grouped = {name: samples_by_prompt(samples[name]) for name in folders}
     prompts = [p for p in grouped[method] if all(p in g for g in grouped.values())][:max_prompts]
     if not prompts:
         raise ValueError(f"no prompt is sampled by every method of {sorted(folders)}; sample the same prompt file")
     rng = random.Random(seed)
     pairs = []
+
+    def side(name: str, prompt: str, k: int) -> dict[str, Any]:
+        index = grouped[name][prompt][k]
+        return {"method": name, "samples": str(folders[name]), "index": index,
+                "seed": int(samples[name].records[index]["seed"]), "digest": frames_digest(samples[name].videos[index])}
+
     for opponent in (name for name in folders if name != method):
         jobs = []
         for prompt in prompts:
@@ -79,13 +88,12 @@ def plan_pairs(method: str, folders: Mapping[str, Path], samples_per_prompt: int
                                  f"the study needs {samples_per_prompt} (stages.userstudy.samples_per_prompt)")
             jobs += [(prompt, k) for k in range(samples_per_prompt)]
         for (prompt, k), method_left in zip(jobs, balanced_sides(len(jobs), rng)):
-            ours = {"method": method, "samples": str(folders[method]), "index": grouped[method][prompt][k]}
-            theirs = {"method": opponent, "samples": str(folders[opponent]), "index": grouped[opponent][prompt][k]}
+            ours, theirs = side(method, prompt, k), side(opponent, prompt, k)
             left, right = (ours, theirs) if method_left else (theirs, ours)
-            pairs.append({"prompt": prompt, "opponent": opponent, "A": left, "B": right})
+            content = {entry["method"]: entry for entry in (ours, theirs)}
+            pairs.append({"pair": pair_id(content, prompt, k), "prompt": prompt, "opponent": opponent, "sample": k,
+                          "A": left, "B": right})
     rng.shuffle(pairs)
-    for number, pair in enumerate(pairs):
-        pair["pair"] = f"p{number:05d}"
     return pairs
 
 
@@ -93,8 +101,8 @@ def prepare(method: str, folders: Mapping[str, Path], out: str | Path, samples_p
             max_prompts: int | None = None) -> dict[str, Any]:
     """Write `out/videos/<opaque>.mp4` and `out/manifest.json` (last). Returns the manifest."""
     out = Path(out)
-    pairs = plan_pairs(method, folders, samples_per_prompt, seed, max_prompts)
     loaded = {name: read_samples(folder) for name, folder in folders.items()}
+    pairs = plan_pairs(method, folders, loaded, samples_per_prompt, seed, max_prompts)
     names = random.Random(f"names:{seed}")
     for pair in pairs:
         for side in ("A", "B"):
@@ -110,92 +118,19 @@ def prepare(method: str, folders: Mapping[str, Path], out: str | Path, samples_p
     return manifest
 
 
-# ---- judgements ---------------------------------------------------------------------------------------
-
-
-class SubmissionError(ValueError):
-    """A malformed judgement: unknown pair, missing dimension, bad choice or no annotator."""
-
-
-class JudgementStore:
-    """SQLite store of judgements; every write is one transaction (WAL, safe for concurrent raters)."""
-
-    SCHEMA = """
-    CREATE TABLE IF NOT EXISTS judgements (
-        id INTEGER PRIMARY KEY AUTOINCREMENT,
-        pair TEXT NOT NULL, annotator TEXT NOT NULL, dimension TEXT NOT NULL,
-        choice TEXT NOT NULL CHECK (choice IN ('A', 'B', 'tie')), created REAL NOT NULL,
-        UNIQUE (pair, annotator, dimension))
-    """
-
-    def __init__(self, path: str | Path, pair_ids: Sequence[str]):
-        self.path = Path(path)
-        self.pair_ids = list(pair_ids)
-        self.known = set(pair_ids)
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        with closing(self.connect()) as db, db:
-            db.execute("PRAGMA journal_mode=WAL")
-            db.execute(self.SCHEMA)
-
-    def connect(self) -> sqlite3.Connection:
-        return sqlite3.connect(self.path, timeout=30)
-
-    def validate(self, pair: str, annotator: str, answers: Mapping[str, str]) -> None:
-        if not annotator or not annotator.strip() or len(annotator) > 64:
-            raise SubmissionError("annotator id must be 1-64 characters")
-        if pair not in self.known:
-            raise SubmissionError(f"unknown pair {pair!r}")
-        for dimension in DIMENSIONS:
-            if answers.get(dimension) not in CHOICES:
-                raise SubmissionError(f"{dimension}: choose one of {', '.join(CHOICES)} "
-                                      f"(got {answers.get(dimension)!r})")
-        extra = set(answers) - set(DIMENSIONS)
-        if extra:
-            raise SubmissionError(f"unknown dimensions {sorted(extra)}")
-
-    def record(self, pair: str, annotator: str, answers: Mapping[str, str]) -> None:
-        """Store the three answers of one pair atomically (all or none)."""
-        self.validate(pair, annotator, answers)
-        now = time.time()
-        with closing(self.connect()) as db, db:
-            db.executemany(
-                "INSERT INTO judgements (pair, annotator, dimension, choice, created) VALUES (?, ?, ?, ?, ?) "
-                "ON CONFLICT (pair, annotator, dimension) DO UPDATE SET choice = excluded.choice, "
-                "created = excluded.created",
-                [(pair, annotator.strip(), d, answers[d], now) for d in DIMENSIONS])
-
-    def judged_pairs(self, annotator: str) -> set[str]:
-        with closing(self.connect()) as db:
-            rows = db.execute("SELECT pair FROM judgements WHERE annotator = ? GROUP BY pair "
-                              "HAVING COUNT(DISTINCT dimension) = ?", (annotator.strip(), len(DIMENSIONS)))
-            return {row[0] for row in rows}
-
-    def next_pair(self, annotator: str) -> str | None:
-        """The first pair (manifest order) the annotator has not judged: reloading resumes there."""
-        done = self.judged_pairs(annotator)
-        return next((p for p in self.pair_ids if p not in done), None)
-
-    def rows(self) -> list[dict[str, Any]]:
-        with closing(self.connect()) as db:
-            cursor = db.execute("SELECT pair, annotator, dimension, choice, created FROM judgements ORDER BY id")
-            return [dict(zip(("pair", "annotator", "dimension", "choice", "created"), r)) for r in cursor]
-
-
 # ---- analysis -----------------------------------------------------------------------------------------
 
 
 def outcomes(manifest: Mapping[str, Any], judgements: Sequence[Mapping[str, Any]]) -> dict[tuple[str, str], list[str]]:
-    """{(opponent, dimension): ['win' | 'tie' | 'loss', ...]} from the method's point of view."""
+    """{(opponent, dimension): ['win' | 'tie' | 'loss', ...]} from the method's point of view; each
+    judgement names the method it preferred (or 'tie'), whichever side showed it."""
     pairs = {p["pair"]: p for p in manifest["pairs"]}
     method = manifest["method"]
     result: dict[tuple[str, str], list[str]] = {(o, d): [] for o in manifest["opponents"] for d in DIMENSIONS}
     for judgement in judgements:
-        pair = pairs[judgement["pair"]]
-        if judgement["choice"] == "tie":
-            outcome = "tie"
-        else:
-            outcome = "win" if pair[judgement["choice"]]["method"] == method else "loss"
-        result[(pair["opponent"], judgement["dimension"])].append(outcome)
+        preferred = judgement["preferred"]
+        outcome = "tie" if preferred == "tie" else "win" if preferred == method else "loss"
+        result[(pairs[judgement["pair"]]["opponent"], judgement["dimension"])].append(outcome)
     return result
 
 
@@ -214,12 +149,14 @@ def rates_with_ci(values: Sequence[str], bootstrap: int, seed: int) -> dict[str,
 
 
 def analyze(manifest: Mapping[str, Any], judgements: Sequence[Mapping[str, Any]], bootstrap: int = 2000,
-            seed: int = 0) -> dict[str, Any]:
+            seed: int = 0, votes: Mapping[str, Any] | None = None) -> dict[str, Any]:
+    """The tally of the counting judgements (each annotator's latest per pair and dimension); `votes`
+    (`JudgementStore.summary()`) says how many earlier votes were superseded or archived."""
     grouped = outcomes(manifest, judgements)
     table = {opponent: {d: rates_with_ci(grouped[(opponent, d)], bootstrap, seed) for d in DIMENSIONS}
              for opponent in manifest["opponents"]}
     return {"method": manifest["method"], "judgements": len(judgements),
-            "annotators": len({j["annotator"] for j in judgements}), "results": table}
+            "annotators": len({j["annotator"] for j in judgements}), "votes": dict(votes or {}), "results": table}
 
 
 def plot_preferences(analysis: Mapping[str, Any], path: str | Path) -> None:
@@ -276,7 +213,8 @@ def simulated_choice(score_a: float, score_b: float, margin: float, temperature:
 
 def simulate(manifest: Mapping[str, Any], store: JudgementStore, raters: int, margin: float, temperature: float,
              seed: int) -> int:
-    """Judge every pair by `raters` simulated annotators (`sim-<k>`); returns the number of judgements."""
+    """Judge every pair by `raters` simulated annotators (`sim-<k>`) that have not judged it yet; returns
+    the number of new judgements. Choices do not depend on what was judged before (same seed, same answers)."""
     videos: dict[str, Any] = {}
     cache: dict[tuple[str, int], dict[str, float]] = {}
 
@@ -291,9 +229,12 @@ def simulate(manifest: Mapping[str, Any], store: JudgementStore, raters: int, ma
     rng = random.Random(seed)
     count = 0
     for rater in range(raters):
+        annotator = f"sim-{rater}"
+        done = store.judged_pairs(annotator)  # a rerun resumes: a simulated rater never votes twice
         for pair in manifest["pairs"]:
             a, b = scores(pair["A"], pair["prompt"]), scores(pair["B"], pair["prompt"])
             answers = {d: simulated_choice(a[d], b[d], margin, temperature, rng) for d in DIMENSIONS}
-            store.record(pair["pair"], f"sim-{rater}", answers)
-            count += len(DIMENSIONS)
+            if pair["pair"] not in done:
+                store.record(pair["pair"], annotator, answers)
+                count += len(DIMENSIONS)
     return count

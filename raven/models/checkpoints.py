@@ -76,6 +76,7 @@ def load_diffusers_folder(folder: Path, spec: Any, dtype: torch.dtype) -> torch.
 
     from raven.models.transformer import check_architecture
 
+    check_weight_files(folder)
     model, info = WanTransformer3DModel.from_pretrained(folder, local_files_only=True, torch_dtype=dtype,
                                                         output_loading_info=True)
     raise_on_key_mismatch(folder, info["missing_keys"], info["unexpected_keys"])
@@ -84,6 +85,20 @@ def load_diffusers_folder(folder: Path, spec: Any, dtype: torch.dtype) -> torch.
                               f"{sorted(k for k, *_ in info['mismatched_keys'])[:SHOWN_KEYS]}; re-export the folder")
     check_architecture(model, spec, str(folder / "config.json"))
     return model
+
+
+def check_weight_files(folder: str | Path) -> None:
+    """Every `*.safetensors` under `folder` has a header that covers its data: a truncated or damaged copy is
+    one CheckpointError naming the file, not a long traceback from inside `from_pretrained`."""
+    from safetensors import SafetensorError, safe_open
+
+    for path in sorted(Path(folder).glob("*.safetensors")):
+        try:
+            with safe_open(str(path), "pt"):
+                pass
+        except (SafetensorError, OSError) as error:
+            raise CheckpointError(f"{path}: not a readable .safetensors file ({error}); re-download or re-export "
+                                  f"the folder {folder}") from None
 
 
 # --- single files and original-format folders --------------------------------------------------------------------
@@ -152,7 +167,7 @@ def read_torch_file(path: Path) -> Mapping[str, Any]:
         return torch.load(path, map_location="cpu", weights_only=True)
     except pickle.UnpicklingError as error:
         reason = unpickler_reason(error)
-        if "Unsupported global" in reason:
+        if "unsupported global" in reason.lower():  # torch 2.13 says "Unsupported GLOBAL", older "global"
             raise CheckpointError(
                 f"{path}: refused to unpickle: it holds objects other than tensors and plain containers, which "
                 f"could run code ({reason}); convert it to safetensors in a trusted environment") from None

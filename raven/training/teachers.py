@@ -82,7 +82,10 @@ class WanTeacher:
     ) -> WanTeacher:
         from diffusers import WanTransformer3DModel
 
+        from raven.models.checkpoints import check_weight_files
+
         folder = require_teacher_path(path)
+        check_weight_files(folder)
         transformer = WanTransformer3DModel.from_pretrained(folder, torch_dtype=dtype, local_files_only=True)
         transformer.eval().requires_grad_(False)
         return cls(transformer, encode_text, guidance, negative_prompt)

@@ -3,9 +3,15 @@
 # simulated raters driven by the toy-world benchmark (config `userstudy_raters: simulated`, toy
 # scales) or people through `raven userstudy serve` (`human`, see README "User study").
 
+from raven.evaluation.judgements import votes_stamp
+
 USER_STUDY = SHARED.stages.get("userstudy", {})
 STUDY = RESULTS + "/userstudy"
+# People's votes. Never a rule output, so no rerun, --forcerun or cleanup can delete it: `raven userstudy
+# serve` and `simulate` append to it, and the judgements rule exports the votes that count under the
+# current manifest (pair ids are content ids: a regenerated manifest keeps the votes on unchanged pairs).
 JUDGEMENTS = STUDY + "/judgements.sqlite"
+VOTES = STUDY + "/votes.json"
 
 
 rule userstudy_prompts:
@@ -25,13 +31,13 @@ rule userstudy_samples:
     output: RESULTS + "/samples/{row}/userstudy/summary.json"
     params:
         out=RESULTS + "/samples/{row}/userstudy",
-        model=lambda w: student_of(w.row)[1],
+        model=lambda w: model_flags(w.row),
         mode=lambda w: sample_mode(w.row),
         seeds=USER_STUDY.get("samples_per_prompt", 4),
     log: RESULTS + "/logs/sample/{row}_userstudy.log"
     benchmark: RESULTS + "/benchmarks/sample/{row}_userstudy.tsv"
     shell: launched("sample", RESULTS + "/logs/launch/{wildcards.row}/sample_userstudy") + " sample --spec {input.spec} "
-           "--model {params.model} --prompts {input.prompts} --mode {params.mode} --seeds-per-prompt {params.seeds} "
+           "{params.model} --prompts {input.prompts} --mode {params.mode} --seeds-per-prompt {params.seeds} "
            "--out {params.out} > {log} 2>&1"
 
 
@@ -45,33 +51,38 @@ rule userstudy_prepare:
                          for label, row in TABLES["user_study"].items()),
     log: RESULTS + "/logs/userstudy/prepare.log"
     benchmark: RESULTS + "/benchmarks/userstudy/prepare.tsv"
-    shell: "raven userstudy prepare --spec {input.spec} {params.samples} --out " + STUDY + " > {log} 2>&1"
+    shell: "raven userstudy prepare --spec {input.spec} {params.samples} --out " + STUDY + " --db " + JUDGEMENTS + \
+           " > {log} 2>&1"
 
 
 if config["userstudy_raters"] == "simulated":
     rule userstudy_judgements:
+        """Simulated raters add the votes they have not cast yet to the database, then export."""
         input: STUDY + "/manifest.json"
-        output: JUDGEMENTS
+        output: VOTES
         log: RESULTS + "/logs/userstudy/judgements.log"
         benchmark: RESULTS + "/benchmarks/userstudy/judgements.tsv"
-        shell: "raven userstudy simulate --study " + STUDY + " --db {output} --seed {config[seed]} > {log} 2>&1"
+        shell: "raven userstudy simulate --study " + STUDY + " --db " + JUDGEMENTS + " --seed {config[seed]} "
+               "--out {output} > {log} 2>&1"
 else:
     rule userstudy_judgements:
-        """People judge the pairs in the browser; this rule only says how when no judgements exist yet."""
+        """People vote in the browser (`raven userstudy serve`); this exports their votes, and fails with
+        instructions while there are none. The param reruns it whenever someone has voted since."""
         input: STUDY + "/manifest.json"
-        output: JUDGEMENTS
+        output: VOTES
+        params: votes=lambda w: votes_stamp(JUDGEMENTS)
         log: RESULTS + "/logs/userstudy/judgements.log"
-        shell: "echo 'No judgements yet: run `raven userstudy serve --study " + STUDY + " --db {output}`, let the "
-               "annotators judge every pair, stop the server, and run Snakemake again.' | tee {log} >&2; exit 1"
+        benchmark: RESULTS + "/benchmarks/userstudy/judgements.tsv"
+        shell: "raven userstudy export --study " + STUDY + " --db " + JUDGEMENTS + " --out {output} 2>&1 | tee {log}"
 
 
 rule userstudy_analyze:
-    input: manifest=STUDY + "/manifest.json", judgements=JUDGEMENTS
+    input: manifest=STUDY + "/manifest.json", votes=VOTES
     output:
         json=STUDY + "/analysis.json",
         plot=report(RESULTS + "/plots/user_study.png", category="Plots"),
     params: bootstrap=USER_STUDY.get("bootstrap", 2000)
     log: RESULTS + "/logs/userstudy/analyze.log"
     benchmark: RESULTS + "/benchmarks/userstudy/analyze.tsv"
-    shell: "raven userstudy analyze --study " + STUDY + " --db {input.judgements} --bootstrap {params.bootstrap} "
+    shell: "raven userstudy analyze --study " + STUDY + " --votes {input.votes} --bootstrap {params.bootstrap} "
            "--out {output.json} --plot {output.plot} > {log} 2>&1"
