@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import builtins
 import json
+import os
 
 import pytest
 import torch
@@ -195,6 +196,28 @@ def test_a_pickle_that_would_run_code_is_refused_unexecuted(smoke_spec, tmp_path
     assert not marker.exists()
 
 
+class RunsShell:
+    def __reduce__(self):
+        return os.system, ("true",)
+
+
+def test_a_pickle_naming_a_blocked_module_is_refused(smoke_spec, tmp_path):
+    # torch 2.13 words this one "unsupported GLOBAL os.system whose module os is blocked"
+    torch.save({"generator": {"proj_out.weight": torch.zeros(1)}, "payload": RunsShell()}, tmp_path / "evil.pt")
+    with pytest.raises(CheckpointError, match=r"refused to unpickle.*unsupported GLOBAL (os|posix)\.system"):
+        load_transformer(tmp_path / "evil.pt", smoke_spec)
+
+
+def test_a_truncated_diffusers_folder_is_one_line_naming_the_file(model, smoke_spec, tmp_path):
+    export_pretrained(model, model.state_dict(), tmp_path / "model")
+    weights = tmp_path / "model" / "diffusion_pytorch_model.safetensors"
+    weights.write_bytes(weights.read_bytes()[:-100])
+    with pytest.raises(CheckpointError) as error:
+        load_transformer(tmp_path / "model", smoke_spec)
+    message = str(error.value)
+    assert message.startswith(f"{weights}: not a readable .safetensors file") and "\n" not in message
+
+
 @pytest.mark.parametrize("name", ["junk.safetensors", "junk.pt"])
 def test_a_corrupt_file_is_a_clear_error(smoke_spec, tmp_path, name):
     (tmp_path / name).write_bytes(b"not a checkpoint at all" * 10)
@@ -208,3 +231,48 @@ def test_unknown_format_and_missing_path(smoke_spec, tmp_path):
         load_transformer(tmp_path / "w.npz", smoke_spec)
     with pytest.raises(FileNotFoundError, match="no such checkpoint"):
         load_transformer(tmp_path / "absent", smoke_spec)
+
+
+def fsdp_wrapped(state: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+    """Key names of an EMA copy taken from an FSDP(1)-wrapped, activation-checkpointed generator."""
+    return {k.replace("blocks.", "blocks._fsdp_wrapped_module.").replace("model.", "model._checkpoint_wrapped_module.", 1)
+            if ".blocks." in f".{k}" else k: v for k, v in state.items()}
+
+
+# The released baselines' layouts (SPEC §9): (file, entries written, entry weights.baselines names).
+PUBLISHED = {
+    "causvid": ("autoregressive_checkpoint/model.pt", ("generator",), "generator"),
+    "self_forcing": ("self_forcing_dmd.pt", ("generator", "generator_ema"), "generator_ema"),
+    "causal_forcing": ("chunkwise/causal_forcing.pt", ("generator", "generator_ema"), "generator"),
+    "rolling_forcing": ("rolling_forcing_dmd.pt", ("generator", "generator_ema"), "generator_ema"),
+    "reward_forcing": ("rewardforcing.safetensors", ("generator_ema",), "generator_ema"),
+}
+
+
+@pytest.mark.parametrize("baseline", sorted(PUBLISHED))
+def test_released_baseline_layouts(baseline, smoke_spec, tmp_path):
+    from raven.models.checkpoints import load_student
+
+    file, entries, key = PUBLISHED[baseline]
+    models = {}
+    for seed, entry in enumerate(entries):
+        torch.manual_seed(seed)
+        models[entry] = build_transformer(smoke_spec)
+    path = tmp_path / file
+    path.parent.mkdir(parents=True, exist_ok=True)
+    weights = {entry: wrapped_original(m) for entry, m in models.items()}
+    weights = {**weights, **({"generator_ema": fsdp_wrapped(weights["generator_ema"])} if "generator_ema" in weights else {})}
+    if path.suffix == ".safetensors":  # flat: the entry name is a key prefix
+        save_file({f"{entry}.{k}": v for entry, state in weights.items() for k, v in state.items()}, path)
+    else:
+        torch.save({**weights, "critic": {"blocks.0.w": torch.zeros(1)}, "step": 600}, path)
+    loaded = load_student(path, smoke_spec, key=key)
+    assert_same_weights(loaded, models[key])
+    assert same_outputs(loaded, models[key], smoke_spec)
+
+
+def test_wrapper_names_that_collide_are_an_error(model, smoke_spec, tmp_path):
+    state = wrapped_original(model)
+    torch.save({"generator": {**state, **fsdp_wrapped(state)}}, tmp_path / "twice.pt")
+    with pytest.raises(CheckpointError, match="differ only by wrapper names"):
+        load_transformer(tmp_path / "twice.pt", smoke_spec)

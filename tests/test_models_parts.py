@@ -85,6 +85,19 @@ def test_wan_vae_folder_loads_and_normalises_with_latent_mean_and_std(tmp_path):
     assert codec.decode(latents).shape == pixels.shape
 
 
+def test_a_truncated_vae_folder_names_the_file(tmp_path):
+    from diffusers import AutoencoderKLWan
+
+    AutoencoderKLWan(base_dim=8, z_dim=4, dim_mult=[1, 1, 1, 1], num_res_blocks=1, attn_scales=[],
+                     temperal_downsample=[False, True, True]).save_pretrained(tmp_path / "vae")
+    weights = tmp_path / "vae" / "diffusion_pytorch_model.safetensors"
+    weights.write_bytes(weights.read_bytes()[:1000])
+    spec = smoke(codec={"kind": "wan_vae", "path": str(tmp_path / "vae"), "spatial_factor": 8, "temporal_factor": 4,
+                        "latent_channels": 4}, video={"height": 32, "width": 32, "frames": 9})
+    with pytest.raises(ConfigError, match=f"^{weights}: not a readable .safetensors file"):
+        build_codec(spec)
+
+
 def test_missing_vae_folder_says_what_belongs_there(tmp_path):
     spec = smoke(codec={"kind": "wan_vae", "path": str(tmp_path)})
     with pytest.raises(FileNotFoundError, match="AutoencoderKLWan"):

@@ -59,6 +59,9 @@ def load_wan_vae(path: str | Path) -> WanVAECodec:
         raise FileNotFoundError(
             f"codec.path = {path}: no config.json there; expected a diffusers AutoencoderKLWan folder "
             "(the vae/ folder of Wan2.1-T2V-1.3B-Diffusers, copied to local disk)")
+    from raven.models.checkpoints import check_weight_files
+
+    check_weight_files(path)
     return WanVAECodec(AutoencoderKLWan.from_pretrained(path, local_files_only=True, torch_dtype=torch.float32))
 
 

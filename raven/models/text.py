@@ -85,6 +85,9 @@ def load_umt5(model_path: str | Path, tokenizer_path: str | Path | None, max_len
         raise FileNotFoundError(
             f"text_encoder.tokenizer_path = {tokenizer_path}: not a folder; expected the tokenizer/ folder of the "
             "Wan2.1 Diffusers release")
+    from raven.models.checkpoints import check_weight_files
+
+    check_weight_files(model_path)
     tokenizer = AutoTokenizer.from_pretrained(tokenizer_path, local_files_only=True)
     model = UMT5EncoderModel.from_pretrained(model_path, local_files_only=True, torch_dtype=torch.float32)
     return TextEncoder(tokenizer, model, max_length)
