@@ -13,7 +13,8 @@ from pathlib import Path
 
 import yaml
 
-from raven.config import load_experiments, load_yaml
+from raven.config import load_experiments, load_yaml, resolve_spec
+from raven.config.rows import rows_at_scale
 
 REPO = Path(__file__).resolve().parents[1]
 ENV = {**os.environ, "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}"}
@@ -44,10 +45,23 @@ def test_slurm_profile_dry_run_lists_every_row_at_paper_scale_quickly(tmp_path):
     cpu = (after.ru_utime - before.ru_utime) + (after.ru_stime - before.ru_stime)
     assert cpu < 5, f"dry run took {cpu:.1f} s of CPU ({wall:.1f} s wall)"
     paper = f"{tmp_path}/paper"
-    for row, settings in ROWS.items():
+    paper_rows = rows_at_scale(ROWS, resolve_spec(REPO / "config", "paper").weights.baselines)
+    for row, settings in paper_rows.items():
         for target in (f"specs/{row}.yaml", f"samples/{row}/summary.json", f"rows/{row}.json"):
             assert f"{paper}/{target}" in output, (row, target)
-        assert (f"{paper}/train/{row}/summary.json" in output) == (settings["method"] != "inference"), row
+        trains = settings["method"] not in ("inference", "released")
+        assert (f"{paper}/train/{row}/summary.json" in output) == trains, row
+    # The main table's baselines are their released checkpoints, each sampled with its own settings (SPEC §9).
+    assert {row for row, s in paper_rows.items() if s["method"] == "released"} == {
+        "causvid", "self_forcing", "causal_forcing", "rolling_forcing", "reward_forcing", "longlive"}
+    longlive = next(c for c in shell_commands(output) if " -- sample " in c and "/specs/longlive.yaml" in c)
+    assert "--model-key generator --lora data/weights/longlive/models/lora.pt" in longlive
+    # VBench in the DAG: one protocol, every row samples its prompt file and gets one VBench job.
+    assert sum(" eval vbench-protocol " in c for c in shell_commands(output)) == 1
+    for row in paper_rows:
+        assert f"--prompts {paper}/data/prompts/vbench.txt --mode" in next(
+            c for c in shell_commands(output) if " -- sample " in c and f"--out {paper}/samples/{row} " in c)
+        assert f"--out {paper}/eval/{row}/vbench.json" in output
     for table in TABLES:
         assert f"{paper}/tables/{table}.md" in output
     # Paper scale starts from released weights: Wan2.1-T2V-1.3B as the base, Causal Forcing's ODE init.

@@ -154,15 +154,48 @@ def test_text_cross_attention_keys_are_computed_once_per_cache(parts):
     assert cache.cross[0][0] is first and len(cache.cross) == spec.transformer.num_layers
 
 
-@pytest.mark.filterwarnings("ignore::UserWarning")
-def test_the_flex_block_mask_of_the_gpu_path_attends_like_the_dense_mask():
-    """CUDA trains with flex attention and a BlockMask; its forward runs (eagerly) on CPU too."""
+def test_compiled_flex_attention_with_the_gpu_paths_block_mask_equals_sdpa_with_the_dense_mask():
+    """CUDA trains with compiled flex attention and a BlockMask built from split ranges per 128-token tile;
+    the same kernel compiles and runs on the CPU. 100 tokens per frame: tiles straddle splits, and the
+    last tile is padded."""
     from raven.models.causal import attend, flex_block_mask
 
     splits = [Split(0, 0, 3, "noisy"), Split(0, 0, 3, "clean"), Split(1, 3, 3, "noisy"), Split(1, 3, 3, "clean"),
               Split(2, 6, 3, "noisy")]
     generator = torch.Generator().manual_seed(0)
-    query, key, value = (torch.randn(2, 240, 2, 16, generator=generator) for _ in range(3))
-    flex = attend(query, key, value, flex_block_mask(splits, 16, 1, 1, "cpu"), "flex")
-    sdpa = attend(query, key, value, dense_mask(splits, 16, 1, 1))
-    assert (flex - sdpa).abs().max() <= 1e-5
+    query, key, value = (torch.randn(1, 1500, 2, 16, generator=generator) for _ in range(3))
+    for sink, window in [(0, None), (1, 1)]:
+        mask = flex_block_mask(splits, 100, sink, window, "cpu")
+        full_tiles, partial_tiles = int(mask.full_kv_num_blocks.sum()), int(mask.kv_num_blocks.sum())
+        assert full_tiles > 0 and partial_tiles > 0 and full_tiles + partial_tiles < 12 * 12
+        flex = attend(query, key, value, mask, "flex")
+        sdpa = attend(query, key, value, dense_mask(splits, 100, sink, window))
+        assert (flex - sdpa).abs().max() <= 1e-5
+
+
+def test_the_gpu_paths_block_mask_never_builds_an_l_by_l_tensor_at_paper_geometry():
+    """RAVEN's interleaved sequence at 480x832, 21 latent frames (7 chunks of 3): L = 60,840 packed tokens
+    (the dense mask would hold 3.7e9 entries). Every tensor made while building the mask is recorded."""
+    from torch.nn.attention.flex_attention import BlockMask
+    from torch.utils._python_dispatch import TorchDispatchMode
+
+    from raven.models.causal import flex_block_mask
+
+    class Largest(TorchDispatchMode):
+        numel = 0
+
+        def __torch_dispatch__(self, func, types, args=(), kwargs=None):
+            out = func(*args, **(kwargs or {}))
+            for tensor in out if isinstance(out, (tuple, list)) else [out]:
+                if isinstance(tensor, torch.Tensor):
+                    Largest.numel = max(Largest.numel, tensor.numel())
+            return out
+
+    splits = [Split(j // 2, 3 * (j // 2), 3, "noisy" if j % 2 == 0 else "clean") for j in range(13)]
+    length = 13 * 3 * 30 * 52
+    assert length == 60840
+    with Largest():
+        mask = flex_block_mask(splits, 30 * 52, sink=0, window=None, device="meta")
+    assert isinstance(mask, BlockMask) and mask.seq_lengths == (length, length)
+    assert mask.kv_num_blocks.device.type == "meta" and mask.full_kv_indices.device.type == "meta"
+    assert 0 < Largest.numel <= 4 * length

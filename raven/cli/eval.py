@@ -136,47 +136,23 @@ def run_vbench_env(args: argparse.Namespace) -> int:
     from raven.config import read_spec
     from raven.evaluation.vbench_suite import build_env
 
-    print(f"VBench environment ready: {build_env(vbench_options(read_spec(args.spec)).venv)}")
+    options = vbench_options(read_spec(args.spec))
+    print(f"VBench environment ready: {build_env(options.venv, detectron2=options.detectron2)}")
     return 0
 
 
 def run_vbench(args: argparse.Namespace) -> int:
-    import subprocess
-    from pathlib import Path
-
     from raven.config import ConfigError, read_spec
-    from raven.evaluation import DIMENSIONS, vbench_scores
-    from raven.evaluation.vbench_suite import (
-        assemble_scoring_folder,
-        check_weights,
-        job_environment,
-        load_full_info,
-        protocol,
-        run_vbench,
-        static_filter_command,
-    )
+    from raven.evaluation.vbench_suite import score_protocol_samples
     from raven.io import atomic_write_json
 
     spec = read_spec(args.spec)
     options = vbench_options(spec)
     if options.cache_dir is None:
         raise ConfigError("stages.vbench.cache_dir is not set: point it at the local VBench weights folder")
-    work = Path(args.work)
-    files = protocol(load_full_info(options.full_info), flicker_samples=options.flicker_samples,
-                     samples=options.samples, max_prompts=options.max_prompts)
-    filtered = Path(args.videos)
-    if options.static_filter:
-        check_weights([], options.cache_dir, static_filter=True)
-        subprocess.run(static_filter_command(options.venv, args.videos, work / "static", options.cache_dir),
-                       check=True, env=job_environment(options.cache_dir))
-        filtered = work / "static" / "filtered_videos"
-    counts = assemble_scoring_folder(args.videos, filtered, files, work / "scored", options.samples)
-    dimensions = run_vbench(options.venv, work / "scored", work / "results", options.dimensions,
-                            options.cache_dir, gpus=options.gpus)
-    report = {"kind": "vbench", "dimensions": dimensions, **counts, "samples": str(args.samples)}
-    if set(DIMENSIONS) <= set(dimensions):
-        report.update(vbench_scores(dimensions))
-    atomic_write_json(args.out, report)
+    report = score_protocol_samples(args.samples, protocol_files(spec), options, args.work)
+    atomic_write_json(args.out, {**report, "samples": str(args.samples)})
+    print(f"VBench on {report['scored']} videos: {report['dimensions']}")
     return 0
 
 

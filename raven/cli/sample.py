@@ -18,7 +18,11 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser = subparsers.add_parser("sample", help="stream videos from a causal student (KV cache, chunk by chunk)")
     parser.add_argument("--spec", required=True, help="resolved run spec YAML (raven spec)")
     parser.add_argument("--model", required=True,
-                        help="student folder: <train out>/model_ema or /model (diffusers save_pretrained)")
+                        help="student folder: <train out>/model_ema or /model (diffusers save_pretrained), or a "
+                             "baseline's released checkpoint (weights.baselines.<row>.path; any checkpoint format)")
+    parser.add_argument("--model-key", help="entry of a released checkpoint holding the weights, e.g. generator_ema "
+                                            "(default: the first of generator, generator_ema, model, state_dict)")
+    parser.add_argument("--lora", help="LoRA merged into the model before sampling (LongLive's base + LoRA)")
     parser.add_argument("--prompts", required=True, help="prompt file, one prompt per line")
     parser.add_argument("--out", required=True, help="output folder")
     parser.add_argument("--mode", choices=MODES, default="consistency",
@@ -42,5 +46,5 @@ def run_sample(args: argparse.Namespace) -> int:
     from raven.evaluation.samples import sample_folder
 
     sample_folder(args.spec, args.model, args.prompts, args.out, args.mode, args.chunks, args.seeds_per_prompt,
-                  args.batch_size)
+                  args.batch_size, model_key=args.model_key, lora=args.lora)
     return 0

@@ -23,7 +23,9 @@ class VBenchOptions(Section):
     max_prompts: int | None = Field(default=None, gt=0)
     dimensions: list[str] = Field(default_factory=lambda: list(DIMENSIONS))
     static_filter: bool = True
-    gpus: int = Field(default=0, ge=0)
+    gpus: int = Field(default=0, ge=0, description="GPUs of the node VBench runs on under torchrun (0, 1: one process)")
+    detectron2: Path | None = Field(default=None, description="local detectron2 source tree or wheel for the GRiT "
+                                    "dimensions, installed into the venv (not on PyPI)")
 
 
 class UnifiedRewardOptions(Section):

@@ -71,7 +71,7 @@ def sample_seeds(prompts: list[str], seeds_per_prompt: int, base_seed: int) -> t
 
 def sample_folder(spec_path: str | Path, model_path: str | Path, prompts_path: str | Path, out: str | Path,
                   mode: str = "consistency", chunks: int | None = None, seeds_per_prompt: int = 1,
-                  batch_size: int = 8) -> dict:
+                  batch_size: int = 8, model_key: str | None = None, lora: str | Path | None = None) -> dict:
     """`raven sample`: stream videos of a causal student for every prompt × seed into a samples folder."""
     import torch
     from tqdm import tqdm
@@ -80,13 +80,15 @@ def sample_folder(spec_path: str | Path, model_path: str | Path, prompts_path: s
     from raven.data.prompts import read_prompt_file
     from raven.diffusion.schedule import student_timesteps
     from raven.diffusion.streaming import generate
-    from raven.models import build_codec, build_text_encoder, causal_forwards, load_transformer
+    from raven.models import build_codec, build_text_encoder, causal_forwards
+    from raven.models.checkpoints import load_student
     from raven.world.render import to_uint8
 
     spec = read_spec(spec_path)
     device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
     prompts, seeds = sample_seeds(read_prompt_file(prompts_path), seeds_per_prompt, spec.seed)
-    forwards = causal_forwards(load_transformer(model_path, spec).eval().requires_grad_(False).to(device), spec)
+    student = load_student(model_path, spec, key=model_key, lora=lora)
+    forwards = causal_forwards(student.eval().requires_grad_(False).to(device), spec)
     encoder, codec = build_text_encoder(spec), build_codec(spec)
     encoder.model.to(device)
     sampler = spec.sampler

@@ -7,9 +7,11 @@ base seed + global file index. Repeated prompts name the same files, so 75·25 +
 VBench's static filter keeps `samples` static clips per flickering prompt: 4,720 videos are scored.
 
 Adapter: VBench pins transformers 4.33 and numpy<2, so it lives in a separate venv built from
-`workflow/envs/vbench.txt`; `vbench_job.py` (standard library + vbench only) runs inside it. Weights
-come from a local cache (VBENCH_CACHE_DIR); a missing file is an error listing every missing one,
-never a download.
+`workflow/envs/vbench.txt`; `vbench_job.py` (standard library + vbench only) runs inside it, on every GPU of
+its node under torchrun. Weights come from a local cache (VBENCH_CACHE_DIR); a missing file is an error
+listing every missing one, never a download. The GRiT dimensions need detectron2, which is not on PyPI:
+`stages.vbench.detectron2` names a local source tree or wheel that the venv build installs; without it
+those dimensions are listed as unscorable before anything runs.
 """
 
 from __future__ import annotations
@@ -23,7 +25,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-from raven.evaluation.scores import DIMENSIONS
+from raven.evaluation.scores import DIMENSIONS, vbench_scores
 
 FULL_INFO = Path(__file__).with_name("data") / "VBench_full_info.json"
 JOB_SCRIPT = Path(__file__).with_name("vbench_job.py")
@@ -31,6 +33,7 @@ REQUIREMENTS = Path(__file__).resolve().parents[2] / "workflow" / "envs" / "vben
 FLICKER = "temporal_flickering"
 BUILT_MARKER = ".raven-built"
 RAFT = "raft_model/models/raft-things.pth"
+GRIT_DIMENSIONS = ("object_class", "multiple_objects", "color", "spatial_relationship")  # need detectron2
 # Files under VBENCH_CACHE_DIR each dimension loads (vbench 0.1.5, utils.init_submodules).
 WEIGHT_FILES: dict[str, tuple[str, ...]] = {
     "subject_consistency": ("dino_model/facebookresearch_dino_main/hubconf.py", "dino_model/dino_vitbase16_pretrain.pth"),
@@ -165,33 +168,51 @@ def assemble_scoring_folder(videos: str | Path, filtered: str | Path, files: Seq
 # ---- the VBench environment -------------------------------------------------------------------------
 
 
-def requirements_hash(requirements: str | Path) -> str:
-    return hashlib.sha256(Path(requirements).read_bytes()).hexdigest()[:16]
+def requirements_hash(requirements: str | Path, detectron2: str | Path | None = None) -> str:
+    extra = f"\ndetectron2 {Path(detectron2).resolve()}" if detectron2 else ""
+    return hashlib.sha256(Path(requirements).read_bytes() + extra.encode()).hexdigest()[:16]
 
 
 def venv_python(venv: str | Path) -> Path:
     return Path(venv) / "bin" / "python"
 
 
-def env_is_built(venv: str | Path, requirements: str | Path = REQUIREMENTS) -> bool:
+def env_is_built(venv: str | Path, requirements: str | Path = REQUIREMENTS, detectron2: str | Path | None = None) -> bool:
     marker = Path(venv) / BUILT_MARKER
-    return marker.is_file() and marker.read_text().strip() == requirements_hash(requirements)
+    return marker.is_file() and marker.read_text().strip() == requirements_hash(requirements, detectron2)
 
 
-def build_commands(venv: str | Path, requirements: str | Path, python: str = sys.executable) -> list[list[str]]:
-    """Create the venv with the same interpreter version as the main environment, then install the pins."""
-    return [[python, "-m", "venv", str(venv)],
-            [str(venv_python(venv)), "-m", "pip", "install", "-q", "-r", str(requirements)]]
+def build_commands(venv: str | Path, requirements: str | Path, python: str = sys.executable,
+                   detectron2: str | Path | None = None) -> list[list[str]]:
+    """Create the venv with the same interpreter version as the main environment, install the pins, then
+    detectron2 from its local source tree or wheel (built against the venv's torch: no build isolation)."""
+    pip = [str(venv_python(venv)), "-m", "pip", "install", "-q"]
+    commands = [[python, "-m", "venv", str(venv)], [*pip, "-r", str(requirements)]]
+    if detectron2 is not None:
+        commands.append([*pip, "--no-build-isolation", str(detectron2)])
+    return commands
 
 
-def build_env(venv: str | Path, requirements: str | Path = REQUIREMENTS, python: str = sys.executable) -> Path:
+def build_env(venv: str | Path, requirements: str | Path = REQUIREMENTS, python: str = sys.executable,
+              detectron2: str | Path | None = None) -> Path:
     """Build the VBench venv unless it is built from the same requirements; the marker is written last."""
     venv = Path(venv)
-    if not env_is_built(venv, requirements):
-        for command in build_commands(venv, requirements, python):
+    if detectron2 is not None and not Path(detectron2).exists():
+        raise FileNotFoundError(f"{detectron2}: no detectron2 source tree or wheel there (stages.vbench.detectron2)")
+    if not env_is_built(venv, requirements, detectron2):
+        for command in build_commands(venv, requirements, python, detectron2):
             subprocess.run(command, check=True)
-        (venv / BUILT_MARKER).write_text(requirements_hash(requirements) + "\n")
+        (venv / BUILT_MARKER).write_text(requirements_hash(requirements, detectron2) + "\n")
     return venv
+
+
+def unscorable(venv: str | Path, dimensions: Sequence[str]) -> list[str]:
+    """The dimensions this VBench venv cannot score: the GRiT ones when detectron2 does not import there."""
+    grit = [d for d in dimensions if d in GRIT_DIMENSIONS]
+    if not grit:
+        return []
+    probe = subprocess.run([str(venv_python(venv)), "-c", "import detectron2"], capture_output=True)
+    return grit if probe.returncode else []
 
 
 def missing_weights(dimensions: Sequence[str], cache_dir: str | Path, static_filter: bool = False) -> list[Path]:
@@ -244,12 +265,41 @@ def read_results(out: str | Path, name: str = "raven") -> dict[str, float]:
 
 
 def run_vbench(venv: str | Path, videos: str | Path, out: str | Path, dimensions: Sequence[str],
-               cache_dir: str | Path, *, name: str = "raven", gpus: int = 0) -> dict[str, float]:
-    """Check weights, score `videos` in the VBench venv, and return {dimension: score}."""
-    if not env_is_built(venv):
-        raise FileNotFoundError(f"{venv}: the VBench environment is not built from {REQUIREMENTS}; "
-                                "run `raven eval vbench-env` (Snakemake rule vbench_env) first")
+               cache_dir: str | Path, *, name: str = "raven", gpus: int = 0,
+               detectron2: str | Path | None = None) -> dict[str, float]:
+    """Check weights and what the venv can score, score `videos` in the VBench venv, return {dimension: score}."""
+    if not env_is_built(venv, REQUIREMENTS, detectron2):
+        raise FileNotFoundError(f"{venv}: the VBench environment is not built from {REQUIREMENTS} (and "
+                                "stages.vbench.detectron2); run `raven eval vbench-env` (Snakemake rule vbench_env)")
     check_weights(dimensions, cache_dir)
+    missing = unscorable(venv, dimensions)
+    if missing:
+        raise FileNotFoundError(f"{venv}: cannot score {missing}: VBench's GRiT detector needs detectron2, which "
+                                "is not on PyPI. Set stages.vbench.detectron2 to a local detectron2 source tree or "
+                                "wheel (rebuilt into the venv by `raven eval vbench-env`), or leave these out of "
+                                "stages.vbench.dimensions (the row then has no Total: a missing dimension is never 0)")
     subprocess.run(evaluate_command(venv, videos, out, dimensions, name=name, gpus=gpus),
                    check=True, env=job_environment(cache_dir))
     return read_results(out, name)
+
+
+def score_protocol_samples(samples: str | Path, files: Sequence[VBenchFile], options, work: str | Path) -> dict:
+    """`raven eval vbench`: a row's samples of the protocol's prompt file under VBench's names (`work/videos`),
+    the static filter over the flickering prompts' clips, the scored set (`work/scored`) scored on
+    `options.dimensions` (`raven.evaluation.options.VBenchOptions`); totals when all 16 are scored."""
+    samples, work = Path(samples), Path(work)
+    records = json.loads((samples / "samples.json").read_text())
+    link_protocol_videos(samples, records, files, work / "videos")
+    check_weights(options.dimensions, options.cache_dir, static_filter=options.static_filter)
+    filtered = work / "videos"
+    if options.static_filter:
+        subprocess.run(static_filter_command(options.venv, work / "videos", work / "static", options.cache_dir),
+                       check=True, env=job_environment(options.cache_dir))
+        filtered = work / "static" / "filtered_videos"
+    counts = assemble_scoring_folder(work / "videos", filtered, files, work / "scored", options.samples)
+    dimensions = run_vbench(options.venv, work / "scored", work / "results", options.dimensions, options.cache_dir,
+                            gpus=options.gpus, detectron2=options.detectron2)
+    report = {"kind": "vbench", "dimensions": dimensions, **counts}
+    if set(DIMENSIONS) <= set(dimensions):
+        report.update(vbench_scores(dimensions))
+    return report

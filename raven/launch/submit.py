@@ -78,7 +78,7 @@ def make_executor(launcher: LauncherSpec, folder: Path, name: str) -> submitit.A
     executor.update_parameters(
         name=name,
         nodes=launcher.nodes,
-        tasks_per_node=max(launcher.gpus_per_node, 1),
+        tasks_per_node=launcher.tasks_per_node or max(launcher.gpus_per_node, 1),
         gpus_per_node=launcher.gpus_per_node,
         cpus_per_task=launcher.cpus_per_task,
         mem_gb=launcher.mem_gb,

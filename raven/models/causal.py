@@ -17,6 +17,7 @@ exactly as diffusers' own processor (full attention), so `model(...)` still work
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
@@ -72,18 +73,41 @@ def dense_mask(splits: Sequence[Split], tokens_per_frame: int, sink: int, window
     return split_visibility(splits, sink, window)[ids[:, None], ids[None, :]]
 
 
-def flex_block_mask(splits: Sequence[Split], tokens_per_frame: int, sink: int, window: int | None, device):
-    """The same rule as a flex-attention BlockMask (CUDA path): no dense L×L mask is materialised."""
-    from torch.nn.attention.flex_attention import create_block_mask
+FLEX_BLOCK = 128  # flex attention's tile (queries and keys)
 
-    ids = token_split_ids(splits, tokens_per_frame).to(device)
-    visible = split_visibility(splits, sink, window).to(device)
+
+def flex_block_mask(splits: Sequence[Split], tokens_per_frame: int, sink: int, window: int | None, device):
+    """The same rule as a flex-attention BlockMask (CUDA path), built from split ranges per 128-token tile:
+    a tile pair is full, empty or partial (then `mask_mod` decides per token); nothing L×L is materialised."""
+    from torch.nn.attention.flex_attention import BlockMask
+
+    ids = token_split_ids(splits, tokens_per_frame)
+    length = ids.numel()
+    tiles = -(-length // FLEX_BLOCK)
+    bounds = torch.arange(tiles) * FLEX_BLOCK
+    first, last = ids[bounds], ids[torch.clamp(bounds + FLEX_BLOCK, max=length) - 1]
+    visible = split_visibility(splits, sink, window)
+    # visible pairs in each tile pair's rectangle of splits [first, last] x [first, last], by 2-D prefix sums
+    counts = torch.zeros(len(splits) + 1, len(splits) + 1, dtype=torch.long)
+    counts[1:, 1:] = visible.long().cumsum(0).cumsum(1)
+    q0, q1, k0, k1 = first[:, None], last[:, None] + 1, first[None, :], last[None, :] + 1
+    seen = counts[q1, k1] - counts[q0, k1] - counts[q1, k0] + counts[q0, k0]
+    padded = torch.zeros(tiles, dtype=torch.bool)
+    padded[-1] = length % FLEX_BLOCK != 0
+    full = (seen == (q1 - q0) * (k1 - k0)) & ~padded[:, None] & ~padded[None, :]
+    partial = (seen > 0) & ~full
+    ids = torch.cat([ids, ids[-1].repeat(tiles * FLEX_BLOCK - length)]).to(device)  # padding: any valid split
+    visible = visible.to(device)
 
     def mask_mod(batch, head, query, key):
         return visible[ids[query], ids[key]]
 
-    length = ids.numel()
-    return create_block_mask(mask_mod, B=None, H=None, Q_LEN=length, KV_LEN=length, device=device)
+    def blocks(chosen: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        order = torch.argsort((~chosen).to(torch.int8), dim=1, stable=True)  # chosen tiles first, in order
+        return chosen.sum(1).to(torch.int32)[None, None].to(device), order.to(torch.int32)[None, None].to(device)
+
+    return BlockMask.from_kv_blocks(*blocks(partial), *blocks(full), BLOCK_SIZE=FLEX_BLOCK, mask_mod=mask_mod,
+                                    seq_lengths=(length, length))
 
 
 @dataclass
@@ -159,13 +183,19 @@ def apply_rotary(x: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor) -> torch
     return out.type_as(x)
 
 
+@functools.cache
+def compiled_flex_attention():
+    """flex attention compiled into a fused kernel (uncompiled, it materialises the L×L scores)."""
+    from torch.nn.attention.flex_attention import flex_attention
+
+    return torch.compile(flex_attention, dynamic=False)
+
+
 def attend(query, key, value, mask=None, kernel="sdpa") -> torch.Tensor:
-    """[B, L, H, D] layout in and out."""
+    """[B, L, H, D] layout in and out; `kernel` flex takes a BlockMask, sdpa a dense boolean mask or None."""
     query, key, value = (x.transpose(1, 2) for x in (query, key, value))
     if kernel == "flex" and mask is not None:
-        from torch.nn.attention.flex_attention import flex_attention
-
-        out = flex_attention(query, key, value, block_mask=mask)
+        out = compiled_flex_attention()(query, key, value, block_mask=mask)
     else:
         out = F.scaled_dot_product_attention(query, key, value, attn_mask=mask)
     return out.transpose(1, 2)

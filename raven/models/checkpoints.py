@@ -7,8 +7,11 @@ Supported (`load_transformer(path, spec)`):
 - single files: `.safetensors`, a sharded `*.safetensors.index.json`, `.pt` / `.pth` read with
   `torch.load(weights_only=True)` only (a pickle that would run code is refused, never executed);
 - original Wan key names, converted by diffusers' own `convert_wan_transformer_to_diffusers`;
-- causal-distillation wrappers (Self-Forcing, CausVid, Causal Forcing, LongLive): a top-level `generator` /
-  `generator_ema` / `model` / `state_dict` entry (`key=` picks one), and a `model.` prefix on every key.
+- causal-distillation wrappers (Self-Forcing, CausVid, Causal Forcing, Rolling/Reward Forcing, LongLive): a
+  top-level `generator` / `generator_ema` / `model` / `state_dict` entry (`key=` picks one), a `model.` prefix on
+  every key, and the FSDP / activation-checkpointing / torch.compile wrapper names their EMA copies keep inside
+  keys (`_fsdp_wrapped_module.`, `_checkpoint_wrapped_module.`, `_orig_mod.`);
+- a baseline's released checkpoint as `weights.baselines.<row>` names it (`load_student`: path, entry, LoRA).
 
 Missing, unexpected or mis-shaped keys are an error listing a few of them; nothing is silently initialised.
 """
@@ -28,6 +31,9 @@ from raven.config import ConfigError
 SHOWN_KEYS = 5
 WRAPPER_ENTRIES = ("generator", "generator_ema", "model", "state_dict")
 WRAPPER_PREFIX = "model."  # WanDiffusionWrapper.model in Self-Forcing / CausVid / LongLive
+# Module-wrapper names inside keys: an EMA copy taken from an FSDP(1) model keeps `_fsdp_wrapped_module.` per
+# wrapped block (Self-Forcing's and its descendants' `generator_ema`; their inference scripts strip it too).
+WRAPPER_NAMES = ("_fsdp_wrapped_module.", "_checkpoint_wrapped_module.", "_orig_mod.")
 DIFFUSERS_CLASS = "WanTransformer3DModel"
 TORCH_SUFFIXES = (".pt", ".pth", ".bin", ".ckpt")
 ORIGINAL_WAN_MARKERS = ("self_attn.", "cross_attn.", "head.modulation", "time_embedding.")
@@ -106,7 +112,7 @@ def check_weight_files(folder: str | Path) -> None:
 def read_state_dict(path: Path, key: str | None = None) -> dict[str, torch.Tensor]:
     """The flat tensor dict stored at `path`, unwrapped (`key` entry or prefix) and with `model.` stripped."""
     raw = read_raw(path)
-    return strip_common_prefix(unwrap(raw, key, path))
+    return strip_common_prefix(strip_wrapper_names(unwrap(raw, key, path)))
 
 
 def read_raw(path: Path) -> Mapping[str, Any]:
@@ -210,6 +216,20 @@ def tensors_only(state: Mapping[str, Any], path: Path) -> dict[str, torch.Tensor
     return dict(state)
 
 
+def strip_wrapper_names(state: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+    """Keys without FSDP / checkpoint / compile wrapper names (`WRAPPER_NAMES`), wherever they occur."""
+    def plain(key: str) -> str:
+        for name in WRAPPER_NAMES:
+            key = key.replace(name, "")
+        return key
+
+    renamed = {plain(k): v for k, v in state.items()}
+    if len(renamed) != len(state):
+        raise CheckpointError(f"keys that differ only by wrapper names {list(WRAPPER_NAMES)}: the checkpoint holds "
+                              "two copies of some weights; pass key= to pick one entry")
+    return renamed
+
+
 def strip_common_prefix(state: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
     """Drop the wrapper's `model.` when every key has it, but not ComfyUI's `model.diffusion_model.`, which
     the Wan converter handles."""
@@ -225,6 +245,20 @@ def to_diffusers_keys(state: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]
     from diffusers.loaders.single_file_utils import convert_wan_transformer_to_diffusers
 
     return convert_wan_transformer_to_diffusers(dict(state))
+
+
+# --- released baselines ---------------------------------------------------------------------------------------
+
+def load_student(path: str | Path, spec: Any, *, key: str | None = None, lora: str | Path | None = None,
+                 dtype: torch.dtype = torch.float32) -> torch.nn.Module:
+    """A causal student: a folder trained here, or a baseline's released checkpoint as `weights.baselines.<row>`
+    names it (SPEC §9): `path` in any format above, `key` the entry (e.g. `generator_ema` for EMA weights), and
+    for LongLive a `lora` merged into it."""
+    if lora is None:
+        return load_transformer(path, spec, key=key, dtype=dtype)
+    from raven.models.lora import load_transformer_with_lora  # LoRA loading builds on this module
+
+    return load_transformer_with_lora(path, lora, spec, key=key).to(dtype)
 
 
 # --- strict loading ------------------------------------------------------------------------------------------------

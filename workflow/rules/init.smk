@@ -63,8 +63,12 @@ def released_init(init):
 
 
 def ode_pairs_input(wildcards):
+    """The released init's file (a new one reruns the stage), or the ODE pairs. A released file not here yet
+    (paper weights before they are copied) is no input, so that `-n` plans the DAG; the stage names it."""
     released = released_init(wildcards.init)
-    return str(released) if released is not None else RESULTS + f"/init/{wildcards.init}/pairs/summary.json"
+    if released is None:
+        return RESULTS + f"/init/{wildcards.init}/pairs/summary.json"
+    return str(released) if os.path.exists(released) else []
 
 
 rule ode_init:

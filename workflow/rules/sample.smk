@@ -1,21 +1,26 @@
-# Samples of every row's student on the held-out prompts (toy protocol; SPEC §10), with the row's
+# Samples of every row's student (trained here, or a baseline's released checkpoint) with the row's
 # inference scheme (rolling window, sink/window come from its spec), and a qualitative grid (Figure 3).
+# The prompts are the benchmark's (SPEC §10): VBench's protocol, one line per file, seed = the row's seed
+# + file index (evaluate.smk, rule vbench_protocol); the toy world's held-out prompts otherwise.
+VBENCH_PROTOCOL = RESULTS + "/eval/vbench_protocol.json"
+VBENCH_PROMPTS = RESULTS + "/data/prompts/vbench.txt"
+EVAL_PROMPTS = VBENCH_PROMPTS if BENCHMARK == "vbench" else HELDOUT
 
 
 rule sample:
     input:
         spec=RESULTS + "/specs/{row}.yaml",
         student=lambda w: student_of(w.row)[0],
-        prompts=HELDOUT,
+        prompts=EVAL_PROMPTS,
     output: RESULTS + "/samples/{row}/summary.json"
     params:
         out=RESULTS + "/samples/{row}",
-        model=lambda w: student_of(w.row)[1],
+        model=lambda w: model_flags(w.row),
         mode=lambda w: sample_mode(w.row),
     log: RESULTS + "/logs/sample/{row}.log"
     benchmark: RESULTS + "/benchmarks/sample/{row}.tsv"
     shell: launched("sample", RESULTS + "/logs/launch/{wildcards.row}/sample") + " sample --spec {input.spec} "
-           "--model {params.model} --prompts {input.prompts} --mode {params.mode} --out {params.out} > {log} 2>&1"
+           "{params.model} --prompts {input.prompts} --mode {params.mode} --out {params.out} > {log} 2>&1"
 
 
 rule sample_grid:
