@@ -7,6 +7,7 @@ import shlex
 import sys
 
 from raven.config import ConfigError, load_experiments, load_yaml, replica_name, resolve_spec, with_replicas
+from raven.config.rows import METHODS, rows_at_scale, same_runs
 from raven.tracking import config_hash
 
 # `raven` of the environment running Snakemake, even when that environment is not activated.
@@ -14,7 +15,6 @@ os.environ["PATH"] = f"{os.path.dirname(sys.executable)}{os.pathsep}{os.environ[
 
 SCALE = config["scale"]
 RESULTS = f"{config['results_dir']}/{SCALE}"
-BASE_ROWS = load_experiments("config")
 TABLES = load_yaml("config/experiments.yaml")["tables"]
 RUN_SETTINGS = {key: config[key] for key in ("seed", "results_dir", "tracking_uri", "launcher")}
 # Where a run writes and how it is submitted: not part of what a spec computes (spec_hash leaves them out).
@@ -25,17 +25,17 @@ if str(config.get("from_scratch")).lower() == "true":
     RUN_SETTINGS["weights"] = {"base": None, "causal_init": None, "bidirectional_init": None}
 # The shared run spec (no row): weights given as local paths replace the stages that would train them.
 SHARED = resolve_spec("config", SCALE, None, RUN_SETTINGS)
-# Every row and its seed replicas <row>@s1.. (`seeds` of the scale, raven.config.with_replicas): a replica
-# trains, samples and is evaluated like a row; the row's JSON pools its replicas with their spread.
-ROWS = with_replicas(BASE_ROWS, SHARED.seeds)
+# The rows as this scale runs them (raven.config.rows): a baseline whose released checkpoint the scale
+# gives (weights.baselines.<row>) is `method: released`; rows that would run the same thing are one run,
+# which every table prints under each label that names one of them (SAME_RUN, below).
+SCALE_ROWS = rows_at_scale(load_experiments("config"), SHARED.weights.baselines)
 
 
 def replicas_of(row):
     return [replica_name(row, index) for index in range(SHARED.seeds)]
 
-# How a row gets its student (config/experiments.yaml): the ODE inits a DMD row starts from, and the
-# row another row continues (cmgrpo) or re-samples (inference).
-METHODS = ("dmd", "cmgrpo", "inference")
+# How a row gets its student (config/experiments.yaml): the ODE inits a DMD row starts from, the row
+# another row continues (cmgrpo) or re-samples (inference), or a released checkpoint (released).
 INIT_MODES = {"ode_causal": "chunkwise", "ode_bidirectional": "bidirectional"}
 
 
@@ -43,26 +43,46 @@ def rows_of(method):
     return [row for row, settings in ROWS.items() if settings.get("method") == method]
 
 
-def check_rows():
-    """Every row names a known method, a known init (dmd) or an existing trained row (`from`), and
+def check_rows(rows):
+    """Every row names a known method, a known init (dmd) or an existing row with a student (`from`), and
     every table label points at a row: a bad entry stops Snakemake at start-up, naming it."""
     where = "config/experiments.yaml"
-    for row, settings in ROWS.items():
+    for row, settings in rows.items():
         method = settings.get("method")
         if method not in METHODS:
             raise ConfigError(f"{where}: rows.{row}.method is {method!r}; expected one of {list(METHODS)}")
         if method == "dmd" and settings.get("init") not in INIT_MODES:
             raise ConfigError(f"{where}: rows.{row}.init is {settings.get('init')!r}; expected one of {list(INIT_MODES)}")
-        if method != "dmd" and ROWS.get(settings.get("from"), {}).get("method") not in ("dmd", "cmgrpo"):
-            raise ConfigError(f"{where}: rows.{row}.from is {settings.get('from')!r}; it must name a dmd or "
-                              "cmgrpo row (a row that trains a student)")
+        if method in ("cmgrpo", "inference"):
+            source = rows.get(settings.get("from"), {})
+            if source.get("method") not in ("dmd", "cmgrpo", "released"):
+                raise ConfigError(f"{where}: rows.{row}.from is {settings.get('from')!r}; it must name a dmd, cmgrpo "
+                                  "or released row (a row with a student)")
+            weights = SHARED.weights.baselines.get(settings["from"])
+            if method == "cmgrpo" and weights and (weights.lora or weights.key not in (None, "generator")):
+                raise ConfigError(f"{where}: rows.{row} trains on {settings['from']}'s released checkpoint, which "
+                                  "`raven train cmgrpo --init` loads by its first entry (generator), without LoRA; "
+                                  f"weights.baselines.{settings['from']} asks for key/lora")
     for table, labels in TABLES.items():
         for label, row in labels.items():
-            if row not in ROWS:
+            if row not in rows:
                 raise ConfigError(f"{where}: tables.{table}.{label} names row {row!r}, which is not under 'rows'")
 
 
-check_rows()
+def spec_identity(row):
+    """Hash of the row's resolved spec without its name (what it trains or samples; raven.config.rows)."""
+    spec = resolve_spec("config", SCALE, row, RUN_SETTINGS).model_dump(mode="json")
+    return config_hash({key: value for key, value in spec.items() if key not in (*PLACEMENT, "row")})
+
+
+check_rows(SCALE_ROWS)
+SAME_RUN = same_runs(SCALE_ROWS, spec_identity, SHARED.weights.baselines)
+BASE_ROWS = {row: {**settings, **({"from": SAME_RUN[settings["from"]]} if settings.get("from") else {})}
+             for row, settings in SCALE_ROWS.items() if SAME_RUN[row] == row}
+TABLES = {table: {label: SAME_RUN[row] for label, row in labels.items()} for table, labels in TABLES.items()}
+# Every row and its seed replicas <row>@s1.. (`seeds` of the scale, raven.config.with_replicas): a replica
+# trains, samples and is evaluated like a row; the row's JSON pools its replicas with their spread.
+ROWS = with_replicas(BASE_ROWS, SHARED.seeds)
 DMD_ROWS, CMGRPO_ROWS = rows_of("dmd"), rows_of("cmgrpo")
 TRAINED_ROWS = DMD_ROWS + CMGRPO_ROWS
 # Evaluation (evaluate.smk): VBench when the scale configures it, else the toy-world benchmark; the
@@ -129,11 +149,31 @@ if SHARED.weights.base is not None:
 
 
 def student_of(row):
-    """(summary target, model folder) of the student a row samples: its own training run, or for an
-    inference row the student of the row it re-samples."""
-    if ROWS[row]["method"] == "inference":
+    """(summary target, model path) of the student a row samples: its own training run, for an inference
+    row the student of the row it re-samples, for a released row its checkpoint (no target: given)."""
+    method = ROWS[row]["method"]
+    if method == "inference":
         return student_of(ROWS[row]["from"])
+    if method == "released":
+        return [], str(released(row).path)
     return trained(f"{RESULTS}/train/{row}")
+
+
+def released(row):
+    """weights.baselines entry of a released row (a replica samples its row's checkpoint)."""
+    return SHARED.weights.baselines[ROWS[row]["replica_of"]]
+
+
+def model_flags(row):
+    """`raven sample` flags naming a row's student: --model, and for a released checkpoint the entry that
+    holds its weights (--model-key) and a LoRA merged into it (--lora)."""
+    source = ROWS[row]["from"] if ROWS[row]["method"] == "inference" else row
+    flags = f"--model {student_of(row)[1]}"
+    if ROWS[source]["method"] == "released":
+        weights = released(source)
+        flags += f" --model-key {weights.key}" if weights.key else ""
+        flags += f" --lora {weights.lora}" if weights.lora else ""
+    return flags
 
 
 def sample_mode(row):

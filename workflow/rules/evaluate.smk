@@ -14,6 +14,17 @@ rule eval_toy:
     shell: "raven eval toy --spec {input.spec} --samples {params.samples} --out {output} > {log} 2>&1"
 
 
+rule vbench_protocol:
+    """VBench's sampling plan (SPEC §10): every file's name `<prompt>-<i>.mp4`, text (the extended prompt
+    when stages.vbench.extended_prompts is set) and seed offset, and the prompt file every evaluated row
+    samples, one line per file (sample rule)."""
+    input: spec=SHARED_SPEC
+    output: plan=VBENCH_PROTOCOL, prompts=VBENCH_PROMPTS
+    log: RESULTS + "/logs/eval/vbench_protocol.log"
+    benchmark: RESULTS + "/benchmarks/eval/vbench_protocol.tsv"
+    shell: "raven eval vbench-protocol --spec {input.spec} --out {output.plan} --prompts {output.prompts} > {log} 2>&1"
+
+
 rule vbench_env:
     """The separate VBench virtual environment (workflow/envs/vbench.txt; VBench pins transformers 4.33)."""
     input: spec=SHARED_SPEC, requirements="workflow/envs/vbench.txt"
@@ -24,16 +35,19 @@ rule vbench_env:
 
 
 rule eval_vbench:
+    """One single-node job per row (launchers.vbench: one task that runs VBench on every GPU of its node):
+    the protocol's names linked to the row's samples, VBench's static filter, the 16 dimensions, totals."""
     input:
         spec=RESULTS + "/specs/{row}.yaml",
         samples=RESULTS + "/samples/{row}/summary.json",
+        plan=VBENCH_PROTOCOL,
         env=RESULTS + "/eval/vbench_env.done",
     output: RESULTS + "/eval/{row}/vbench.json"
-    params: videos=RESULTS + "/samples/{row}/videos", work=RESULTS + "/eval/{row}/vbench"
+    params: samples=RESULTS + "/samples/{row}", work=RESULTS + "/eval/{row}/vbench"
     log: RESULTS + "/logs/eval/{row}/vbench.log"
     benchmark: RESULTS + "/benchmarks/eval/{row}/vbench.tsv"
     shell: launched("vbench", RESULTS + "/logs/launch/{wildcards.row}/vbench") + " eval vbench --spec {input.spec} "
-           "--videos {params.videos} --work {params.work} --out {output} > {log} 2>&1"
+           "--samples {params.samples} --work {params.work} --out {output} > {log} 2>&1"
 
 
 rule eval_unified_reward:
@@ -70,13 +84,13 @@ rule long_samples:
     output: RESULTS + "/samples/{row}/long/summary.json"
     params:
         out=RESULTS + "/samples/{row}/long",
-        model=lambda w: student_of(w.row)[1],
+        model=lambda w: model_flags(w.row),
         mode=lambda w: sample_mode(w.row),
         chunks=DRIFT_LENGTH * len(SHARED.chunk_frames),
     log: RESULTS + "/logs/sample/{row}_long.log"
     benchmark: RESULTS + "/benchmarks/sample/{row}_long.tsv"
     shell: launched("sample", RESULTS + "/logs/launch/{wildcards.row}/sample_long") + " sample --spec {input.spec} "
-           "--model {params.model} --prompts {input.prompts} --mode {params.mode} --chunks {params.chunks} "
+           "{params.model} --prompts {input.prompts} --mode {params.mode} --chunks {params.chunks} "
            "--out {params.out} > {log} 2>&1"
 
 
