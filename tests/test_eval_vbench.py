@@ -142,3 +142,49 @@ def test_protocol_cli_and_linking_samples_to_vbench_names(tmp_path, smoke_spec):
     records[5]["seed"] = 7
     with pytest.raises(ValueError, match="seed 7"):
         link_protocol_videos(tmp_path / "samples", records, files, tmp_path / "named2")
+
+
+def test_detectron2_is_built_into_the_venv_from_a_local_tree(tmp_path):
+    from raven.evaluation.vbench_suite import requirements_hash
+
+    commands = build_commands(tmp_path / "venv", REQUIREMENTS, "python3", detectron2=tmp_path / "detectron2")
+    assert commands[-1][-2:] == ["--no-build-isolation", str(tmp_path / "detectron2")]
+    assert requirements_hash(REQUIREMENTS, tmp_path / "detectron2") != requirements_hash(REQUIREMENTS)
+
+
+def test_protocol_samples_get_vbench_names_and_grit_needs_detectron2(tmp_path):
+    """`raven eval vbench`'s path up to VBench itself: the row's samples of the protocol's prompt file linked
+    under VBench's names, then the GRiT dimensions refused, listed, in a venv without detectron2."""
+    import sys
+
+    from raven.evaluation.options import VBenchOptions
+    from raven.evaluation.vbench_suite import (
+        BUILT_MARKER,
+        WEIGHT_FILES,
+        requirements_hash,
+        score_protocol_samples,
+        unscorable,
+    )
+
+    files = protocol(load_full_info(), flicker_samples=2, samples=1, base_seed=7, max_prompts=80)
+    samples = tmp_path / "samples"
+    (samples / "videos").mkdir(parents=True)
+    records = []
+    for index, item in enumerate(files):
+        (samples / f"videos/{index:05d}.mp4").write_bytes(b"%d" % index)
+        records.append({"index": index, "prompt": item.text, "seed": 7 + index, "file": f"videos/{index:05d}.mp4"})
+    (samples / "samples.json").write_text(json.dumps(records))
+    venv, cache = tmp_path / "venv", tmp_path / "cache"
+    (venv / "bin").mkdir(parents=True)
+    (venv / "bin" / "python").symlink_to(sys.executable)  # an interpreter without detectron2
+    (venv / BUILT_MARKER).write_text(requirements_hash(REQUIREMENTS) + "\n")
+    for name in {f for d in ("color", "temporal_flickering") for f in WEIGHT_FILES[d]}:
+        (cache / name).parent.mkdir(parents=True, exist_ok=True)
+        (cache / name).write_bytes(b"w")
+    assert unscorable(venv, ["color", "temporal_flickering", "object_class"]) == ["color", "object_class"]
+    options = VBenchOptions(venv=venv, cache_dir=cache, flicker_samples=2, samples=1, static_filter=False,
+                            dimensions=["color", "temporal_flickering"])
+    with pytest.raises(FileNotFoundError, match=r"cannot score \['color'\].*stages.vbench.detectron2"):
+        score_protocol_samples(samples, files, options, tmp_path / "work")
+    assert (tmp_path / "work/videos" / files[3].name).read_bytes() == b"3"
+    assert len(list((tmp_path / "work/scored").iterdir())) == len(files) - 75  # one clip per flickering prompt
