@@ -85,3 +85,35 @@ def test_bad_arguments_are_clear(setup):
     with pytest.raises(ValueError, match="--chunks must be positive"):
         sample(root, root / "bad", "--chunks", "0")
     assert sample(root, root / "missing", "--model", str(root / "nowhere")) == 2
+
+
+def test_a_released_base_plus_lora_samples_as_its_merged_model(setup):
+    """LongLive's layout (SPEC §9): `--model base.pt --model-key generator_ema --lora lora.pt` samples exactly
+    what the merged model sampled from a folder does."""
+    import copy
+
+    from test_models_checkpoints import original_wan_keys, wrapped_original
+    from test_models_lora import LONGLIVE_TARGETS, with_trained_lora
+
+    from raven.models import load_transformer
+    from raven.models.lora import lora_state_dict, merge_lora
+
+    spec, root = setup
+    ema = load_transformer(root / "model", spec)
+    torch.save({"generator": {k: torch.zeros_like(v) for k, v in wrapped_original(ema).items()},
+                "generator_ema": wrapped_original(ema)}, root / "longlive_base.pt")
+    adapted = with_trained_lora(copy.deepcopy(ema), rank=4, alpha=4, targets=LONGLIVE_TARGETS)
+    adapter = {f"base_model.model.{k}": v for k, v in original_wan_keys(lora_state_dict(adapted)).items()}
+    torch.save({"generator_lora": adapter}, root / "lora.pt")
+    merge_lora(adapted).save_pretrained(root / "merged")
+    assert main(["sample", "--spec", str(root / "spec.yaml"), "--model", str(root / "longlive_base.pt"),
+                 "--model-key", "generator_ema", "--lora", str(root / "lora.pt"), "--prompts", str(root / "prompts.txt"),
+                 "--out", str(root / "released")]) == 0
+    assert main(["sample", "--spec", str(root / "spec.yaml"), "--model", str(root / "merged"),
+                 "--prompts", str(root / "prompts.txt"), "--out", str(root / "from_merged")]) == 0
+    assert main(["sample", "--spec", str(root / "spec.yaml"), "--model", str(root / "longlive_base.pt"),
+                 "--model-key", "generator_ema", "--prompts", str(root / "prompts.txt"), "--out", str(root / "base")]) == 0
+    released, merged = np.load(root / "released/videos.npy"), np.load(root / "from_merged/videos.npy")
+    assert np.abs(released.astype(int) - merged).max() <= 1
+    assert np.abs(released.astype(int) - np.load(root / "base/videos.npy")).max() > 8  # the LoRA matters
+    assert json.loads((root / "released/summary.json").read_text())["model"] == str(root / "longlive_base.pt")
