@@ -3,6 +3,8 @@ recorded replies (with the release's defaults, counted), and loading a tiny rand
 
 from __future__ import annotations
 
+import json
+
 import pytest
 
 from raven.evaluation.unified_reward import (
@@ -34,6 +36,22 @@ def test_frames_at_two_fps():
     assert frame_indices(81, 16, 2) == [0, 8, 16, 24, 32, 40, 48, 56, 64, 72, 80]
     assert frame_indices(9, 8, 2) == [0, 4, 8]
     assert frame_indices(3, 16, 2) == [0]
+
+
+def test_only_the_two_fps_frames_are_decoded_from_the_mp4(tmp_path):
+    import numpy as np
+
+    from raven.data.video import VideoError, read_mp4, read_mp4_frames, write_mp4
+
+    video = np.random.default_rng(0).integers(0, 256, size=(33, 16, 16, 3), dtype=np.uint8)
+    write_mp4(tmp_path / "v.mp4", video, 16)
+    seen = []
+    frames, fps = read_mp4_frames(tmp_path / "v.mp4", lambda n, fps: seen.append((n, fps)) or frame_indices(n, fps, 2))
+    assert seen == [(33, 16.0)] and fps == 16.0
+    assert np.array_equal(frames, read_mp4(tmp_path / "v.mp4")[0][[0, 8, 16, 24, 32]])
+    (tmp_path / "cut.mp4").write_bytes((tmp_path / "v.mp4").read_bytes()[:2000])
+    with pytest.raises(VideoError, match="cut.mp4"):
+        read_mp4_frames(tmp_path / "cut.mp4", lambda n, fps: frame_indices(n, fps, 2))
 
 
 def test_parser_on_recorded_replies():
@@ -134,7 +152,8 @@ def test_tiny_qwen25_vl_rates_videos_end_to_end(tmp_path):
     import torch
     from transformers import Qwen2_5_VLForConditionalGeneration
 
-    from raven.evaluation.unified_reward import UnifiedReward, score_videos
+    from raven.data.video import write_mp4
+    from raven.evaluation.unified_reward import UnifiedReward, score_samples
 
     torch.manual_seed(0)
     Qwen2_5_VLForConditionalGeneration(tiny_config()).save_pretrained(tmp_path / "model")
@@ -146,6 +165,11 @@ def test_tiny_qwen25_vl_rates_videos_end_to_end(tmp_path):
     assert inputs["video_grid_thw"].tolist() == [[2, 4, 4]] and int((inputs["input_ids"] == 121).sum()) == 8
     reply = judge.reply(videos[0][[0, 4, 8]], "a red square moving right", 2.0)
     assert reply == judge.reply(videos[0][[0, 4, 8]], "a red square moving right", 2.0)
-    report = score_videos(judge, videos, ["a red square moving right"] * 2, fps=8, target_fps=2)
+    for index, video in enumerate(videos):
+        write_mp4(tmp_path / f"samples/videos/{index:05d}.mp4", video, 8)
+    records = [{"index": i, "prompt": "a red square moving right", "seed": i, "file": f"videos/{i:05d}.mp4"}
+               for i in range(2)]
+    (tmp_path / "samples/samples.json").write_text(json.dumps(records))
+    report = score_samples(judge, tmp_path / "samples", target_fps=2)
     # a random model never writes "dynamic degree: <1-4>": every video takes the release's default
     assert report["dyn_deg"] == 2.5 and report["parse_failures"] == 2 and report["videos"] == 2

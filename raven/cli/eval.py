@@ -159,17 +159,15 @@ def run_vbench(args: argparse.Namespace) -> int:
 def run_unified_reward(args: argparse.Namespace) -> int:
     from raven.config import ConfigError, read_spec, stage_options
     from raven.evaluation.options import UnifiedRewardOptions
-    from raven.evaluation.samples import read_samples
-    from raven.evaluation.unified_reward import UnifiedReward, score_videos
+    from raven.evaluation.unified_reward import UnifiedReward, score_samples
     from raven.io import atomic_write_json
 
     spec = read_spec(args.spec)
     options = stage_options(spec, "unified_reward", UnifiedRewardOptions)
     if options.model is None:
         raise ConfigError("stages.unified_reward.model is not set: the local UnifiedReward-qwen-32B folder")
-    samples = read_samples(args.samples)
     judge = UnifiedReward.load(options.model, options.dtype, options.max_new_tokens)
-    report = score_videos(judge, samples.videos, samples.prompts, samples_fps(samples, spec), options.fps)
+    report = score_samples(judge, args.samples, options.fps)
     atomic_write_json(args.out, {**report, "samples": str(args.samples)})
     print(f"UnifiedReward dynamic degree {report['dyn_deg']:.3f} ({report['parse_failures']} parse failures)")
     return 0

@@ -7,6 +7,7 @@ would blur their colours); decoding returns every frame and the stream's frame r
 from __future__ import annotations
 
 import io
+from collections.abc import Callable, Sequence
 from pathlib import Path
 
 import av
@@ -70,3 +71,28 @@ def read_mp4(path: str | Path) -> tuple[np.ndarray, float]:
     if not path.is_file():
         raise FileNotFoundError(f"{path}: video file not found")
     return decode_mp4(path, name=str(path))
+
+
+def read_mp4_frames(path: str | Path, pick: Callable[[int, float], Sequence[int]]) -> tuple[np.ndarray, float]:
+    """Only the frames `pick(frame count, fps)` of an mp4 file, and its fps: frames are decoded one at a time
+    and the others dropped, so a long or large video never sits in memory whole."""
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"{path}: video file not found")
+    try:
+        with av.open(str(path)) as container:
+            stream = container.streams.video[0] if container.streams.video else None
+            if stream is None:
+                raise VideoError(f"{path}: no video stream")
+            fps = float(stream.average_rate or stream.base_rate or 0)
+            count = stream.frames or sum(packet.size > 0 for packet in container.demux(stream))
+        wanted = set(pick(count, fps))
+        with av.open(str(path)) as container:
+            frames = {index: frame.to_ndarray(format="rgb24")
+                      for index, frame in enumerate(container.decode(video=0)) if index in wanted}
+    except (av.error.FFmpegError, EOFError) as error:
+        raise VideoError(f"{path}: corrupt or truncated video ({error}); re-export it or drop it") from None
+    if fps <= 0 or len(frames) != len(wanted):
+        raise VideoError(f"{path}: {len(frames)} of the frames {sorted(wanted)[:5]}... decoded at fps {fps}; "
+                         "truncated file?")
+    return np.stack([frames[index] for index in sorted(wanted)]), fps

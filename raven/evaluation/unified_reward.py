@@ -5,15 +5,17 @@ decoding; the reply rates visual quality, temporal consistency, dynamic degree, 
 alignment and factual consistency on 1-4 and gives a 1-10 final score. A rating missing from the
 reply defaults to 2.5 (the final score to 5.0); every default is counted and reported.
 The model loads from a local folder only (transformers; its video processor needs torchvision, which
-the CUDA installs that run the 32B model have).
+the CUDA installs that run the 32B model have), sharded over every GPU the job sees (`device_map="auto"`:
+the 32B model in bf16 spans a node's GPUs; on a machine without one it sits on the CPU). Frames are read
+from each sample's mp4, only the 2 fps ones decoded, one video at a time.
 """
 
 from __future__ import annotations
 
 import re
 from collections.abc import Sequence
-from dataclasses import dataclass, field
 from pathlib import Path
+from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
@@ -97,13 +99,14 @@ def check_model_folder(path: str | Path) -> Path:
 
 
 def load_model(path: str | Path, dtype: str = "bfloat16"):
-    """The Qwen2.5-VL model of a local folder (strict, local files only), on the GPU when there is one."""
+    """The Qwen2.5-VL model of a local folder (strict, local files only), its layers spread over every
+    visible GPU by accelerate (`device_map="auto"`), or on the CPU when there is none."""
     import torch
     from transformers import Qwen2_5_VLForConditionalGeneration
 
     model = Qwen2_5_VLForConditionalGeneration.from_pretrained(path, dtype=getattr(torch, dtype),
-                                                               local_files_only=True)
-    return model.to("cuda" if torch.cuda.is_available() else "cpu").eval()
+                                                               local_files_only=True, device_map="auto")
+    return model.eval()
 
 
 @dataclass
@@ -137,15 +140,20 @@ class UnifiedReward:
         return self.processor.batch_decode(output[:, inputs["input_ids"].shape[1]:], skip_special_tokens=True)[0]
 
 
-def score_videos(judge: UnifiedReward, videos: Sequence[np.ndarray], prompts: Sequence[str], fps: float,
-                 target_fps: float = 2.0) -> dict[str, Any]:
-    """Mean dynamic-degree rating (1-4) over videos, the parse failures, and every reply."""
+def score_samples(judge: UnifiedReward, folder: str | Path, target_fps: float = 2.0) -> dict[str, Any]:
+    """Mean dynamic-degree rating (1-4) over the videos of a `raven sample` folder (its samples.json lists
+    each mp4 and the prompt it was generated from), the parse failures, and every reply."""
+    from raven.data.video import read_mp4_frames
+    from raven.io import read_json
+
+    folder = Path(folder)
     per_video = []
-    for frames, prompt in zip(videos, prompts, strict=True):
-        text = judge.reply(np.asarray(frames)[frame_indices(len(frames), fps, target_fps)], prompt, target_fps)
+    for record in read_json(folder / "samples.json"):
+        frames, _ = read_mp4_frames(folder / record["file"], lambda count, fps: frame_indices(count, fps, target_fps))
+        text = judge.reply(frames, record["prompt"], target_fps)
         rating = parse_reply(text)
-        per_video.append({"prompt": prompt, "reply": text, **rating.aspects, "final": rating.final,
-                          "defaulted": rating.defaulted})
+        per_video.append({"file": record["file"], "prompt": record["prompt"], "reply": text, **rating.aspects,
+                          "final": rating.final, "defaulted": rating.defaulted})
     return summarize(per_video)
 
 
