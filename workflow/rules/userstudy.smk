@@ -49,10 +49,12 @@ rule userstudy_prepare:
     params:
         samples=" ".join(f"--samples {label}={RESULTS}/samples/{row}/userstudy"
                          for label, row in TABLES["user_study"].items()),
+        study=lambda w, output: os.path.dirname(output[0]),
+        db=JUDGEMENTS,
     log: RESULTS + "/logs/userstudy/prepare.log"
     benchmark: RESULTS + "/benchmarks/userstudy/prepare.tsv"
-    shell: "raven userstudy prepare --spec {input.spec} {params.samples} --out " + STUDY + " --db " + JUDGEMENTS + \
-           " > {log} 2>&1"
+    shell: "raven userstudy prepare --spec {input.spec} {params.samples} --out {params.study} --db {params.db} "
+           "> {log} 2>&1"
 
 
 if config["userstudy_raters"] == "simulated":
@@ -60,9 +62,10 @@ if config["userstudy_raters"] == "simulated":
         """Simulated raters add the votes they have not cast yet to the database, then export."""
         input: STUDY + "/manifest.json"
         output: VOTES
+        params: study=lambda w, input: os.path.dirname(input[0]), db=JUDGEMENTS, seed=config["seed"]
         log: RESULTS + "/logs/userstudy/judgements.log"
         benchmark: RESULTS + "/benchmarks/userstudy/judgements.tsv"
-        shell: "raven userstudy simulate --study " + STUDY + " --db " + JUDGEMENTS + " --seed {config[seed]} "
+        shell: "raven userstudy simulate --study {params.study} --db {params.db} --seed {params.seed} "
                "--out {output} > {log} 2>&1"
 else:
     rule userstudy_judgements:
@@ -70,10 +73,13 @@ else:
         instructions while there are none. The param reruns it whenever someone has voted since."""
         input: STUDY + "/manifest.json"
         output: VOTES
-        params: votes=lambda w: votes_stamp(JUDGEMENTS)
+        params:
+            study=lambda w, input: os.path.dirname(input[0]),
+            db=JUDGEMENTS,
+            votes=lambda w: votes_stamp(JUDGEMENTS),
         log: RESULTS + "/logs/userstudy/judgements.log"
         benchmark: RESULTS + "/benchmarks/userstudy/judgements.tsv"
-        shell: "raven userstudy export --study " + STUDY + " --db " + JUDGEMENTS + " --out {output} 2>&1 | tee {log}"
+        shell: "raven userstudy export --study {params.study} --db {params.db} --out {output} 2>&1 | tee {log}"
 
 
 rule userstudy_analyze:
@@ -81,8 +87,8 @@ rule userstudy_analyze:
     output:
         json=STUDY + "/analysis.json",
         plot=report(RESULTS + "/plots/user_study.png", category="Plots"),
-    params: bootstrap=USER_STUDY.get("bootstrap", 2000)
+    params: study=lambda w, input: os.path.dirname(input.manifest), bootstrap=USER_STUDY.get("bootstrap", 2000)
     log: RESULTS + "/logs/userstudy/analyze.log"
     benchmark: RESULTS + "/benchmarks/userstudy/analyze.tsv"
-    shell: "raven userstudy analyze --study " + STUDY + " --votes {input.votes} --bootstrap {params.bootstrap} "
+    shell: "raven userstudy analyze --study {params.study} --votes {input.votes} --bootstrap {params.bootstrap} "
            "--out {output.json} --plot {output.plot} > {log} 2>&1"
