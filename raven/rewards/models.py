@@ -2,17 +2,14 @@
 
 Each adapter checks its paths first (a missing one is an error naming the config key and the expected
 file), then imports its library lazily (the optional extra `raven-pipeline[rewards]`):
-- `raft_RAFT`: torchvision RAFT-large (raft-things weights in torchvision format); frames at 8 fps; per pair
-  the mean of the top-5% flow magnitudes; mean over pairs.
+- `raft_RAFT`, `ms_MS`: RAFT dynamic degree and AMT-S motion smoothness (`raven.rewards.motion`), the
+  published networks from VBench's `raft-things.pth` and `amt-s.pth`.
 - `videoalign_TA`: VideoAlign (Qwen2-VL-2B + LoRA via peft + a linear reward head over the special reward
   tokens) on frames at 2 fps; the TA output.
 - `aq_AES`: CLIP ViT-L/14 image embeddings (transformers), L2-normalised, through the LAION linear
   aesthetic head; /10; frame mean.
 - `iq_IMG`: MUSIQ trained on SPAQ (pyiqa); frames whose longer side exceeds 512 px are resized to 512;
   /100; frame mean.
-- `ms_MS`: VBench's formula (odd frames interpolated from even ones, `1 − mean|diff|/255`) with the
-  project's classical optical-flow interpolator instead of AMT-S: AMT has no maintained library and no
-  loading code exists here (as for RIFE in `raven.data.resample`) — a documented difference.
 """
 
 from __future__ import annotations
@@ -20,14 +17,12 @@ from __future__ import annotations
 from collections.abc import Sequence
 from pathlib import Path
 
-import numpy as np
 import torch
 
 from raven.config import ConfigError
-from raven.rewards import toy
-from raven.rewards.registry import PerVideoReward, Reward, RewardSources, to_frames
+from raven.rewards.motion import AMTMotionSmoothness, RAFTDynamicDegree, frame_stride
+from raven.rewards.registry import Reward, RewardSources, to_frames
 
-RAFT_FPS = 8.0
 VIDEOALIGN_FPS = 2.0
 MUSIQ_MAX_SIDE = 512
 VIDEOALIGN_SPECIAL_TOKENS = ("<|VQ_reward|>", "<|MQ_reward|>", "<|TA_reward|>")
@@ -53,44 +48,6 @@ def require_library(module: str, reward: str):
         return importlib.import_module(module)
     except ImportError as error:
         raise ImportError(f"reward {reward} needs the Python package {module.split('.')[0]!r} ({error}); {EXTRA}") from None
-
-
-def frame_stride(fps: float, target_fps: float) -> int:
-    """Keep every n-th frame to sample `target_fps` from `fps` (VBench's `round(fps / target)`)."""
-    return max(1, round(fps / target_fps))
-
-
-def top_fraction_mean(magnitude: torch.Tensor, fraction: float = 0.05) -> float:
-    values = magnitude.flatten().sort().values
-    return float(values[-max(1, int(fraction * values.numel())):].mean())
-
-
-class RAFTDynamicDegree:
-    """RAFT dynamic degree: mean over frame pairs at 8 fps of the top-5% flow magnitudes (px)."""
-
-    def __init__(self, weights: Path, device: str):
-        flow = require_library("torchvision.models.optical_flow", "raft_RAFT")
-        self.model = flow.raft_large(weights=None, progress=False)
-        self.model.load_state_dict(torch.load(weights, map_location="cpu", weights_only=True))
-        self.model.eval().to(device)
-        self.device = device
-
-    @torch.no_grad()
-    def __call__(self, videos: torch.Tensor, prompts: Sequence[str], fps: float) -> torch.Tensor:
-        stride = frame_stride(fps, RAFT_FPS)
-        scores = []
-        for video in videos:
-            frames = pad_to_multiple(video[:, ::stride].transpose(0, 1).float().to(self.device), 8)
-            flows = self.model(frames[:-1], frames[1:])[-1]
-            scores.append(np.mean([top_fraction_mean(torch.linalg.vector_norm(f, dim=0)) for f in flows]))
-        return torch.tensor(scores, dtype=torch.float64)
-
-
-def pad_to_multiple(frames: torch.Tensor, multiple: int) -> torch.Tensor:
-    """[T, 3, H, W] padded (replicate) so H and W divide by `multiple` (RAFT's input padder)."""
-    height, width = frames.shape[-2:]
-    pad_h, pad_w = (-height) % multiple, (-width) % multiple
-    return torch.nn.functional.pad(frames, (pad_w // 2, pad_w - pad_w // 2, pad_h // 2, pad_h - pad_h // 2), mode="replicate")
 
 
 class CLIPAesthetic:
@@ -227,8 +184,7 @@ def strip_prefix(state: dict[str, torch.Tensor], reference: dict[str, torch.Tens
 def build_model_reward(name: str, sources: RewardSources, key: str) -> Reward:
     """The adapter of reward `name` over the local weights in `sources` (config path `key`)."""
     if name == "raft_RAFT":
-        return RAFTDynamicDegree(require_path(sources.raft, f"{key}.raft",
-                                              "a torchvision RAFT-large state dict (raft-things, e.g. raft_large_C_T_V2.pth)"),
+        return RAFTDynamicDegree(require_path(sources.raft, f"{key}.raft", "VBench's RAFT weights raft-things.pth"),
                                  sources.device)
     if name == "aq_AES":
         clip = require_path(sources.clip, f"{key}.clip", "a CLIP ViT-L/14 folder (transformers save_pretrained)")
@@ -246,5 +202,6 @@ def build_model_reward(name: str, sources: RewardSources, key: str) -> Reward:
         base = require_path(sources.videoalign_base, f"{key}.videoalign_base", "a Qwen2-VL-2B-Instruct folder")
         return VideoAlignTextAlignment(checkpoint, base, sources.device, key)
     if name == "ms_MS":
-        return PerVideoReward(name, toy.toy_motion_smoothness)
+        return AMTMotionSmoothness(require_path(sources.amt, f"{key}.amt", "VBench's AMT-S weights amt-s.pth"),
+                                   sources.device)
     raise KeyError(f"unknown reward {name!r}")

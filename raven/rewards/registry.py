@@ -30,7 +30,8 @@ class RewardSources(Section):
     """Where the rewards come from (`stages.<stage>.rewards`). Paths are local files or folders."""
 
     kind: Literal["toy", "model"] = "toy"
-    raft: Path | None = None  # torchvision RAFT-large state dict (raft-things: raft_large_C_T_*.pth)
+    raft: Path | None = None  # RAFT state dict in the princeton-vl layout (VBench's raft-things.pth)
+    amt: Path | None = None  # AMT-S state dict (VBench's amt-s.pth)
     videoalign: Path | None = None  # VideoAlign checkpoint folder (LoRA adapter + non_lora_state_dict.pth)
     videoalign_base: Path | None = None  # Qwen2-VL-2B-Instruct folder (transformers)
     clip: Path | None = None  # CLIP ViT-L/14 folder (transformers CLIPVisionModelWithProjection)

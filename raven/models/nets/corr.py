@@ -35,6 +35,9 @@ class CorrPyramid:
 
     def __init__(self, volume: torch.Tensor, levels: int, radius: int):
         batch, height, width = volume.shape[:3]
+        if min(volume.shape[3:]) >> (levels - 1) < 2:
+            raise ValueError(f"features of {tuple(volume.shape[3:])} px are too small for a {levels}-level correlation "
+                             f"pyramid (its coarsest level needs 2 px): frames must be at least {8 * (2 << (levels - 1))} px a side")
         self.shape, self.radius = (batch, height, width), radius
         corr = volume.reshape(batch * height * width, 1, *volume.shape[3:])
         self.pyramid = [corr]
