@@ -70,3 +70,14 @@ def test_no_two_rows_of_the_experiments_run_the_same_thing(repo_root, scale):
     assert all(run == row for row, run in runs.items()), {row: run for row, run in runs.items() if run != row}
     if scale == "paper":
         assert {"causvid", "self_forcing", "causal_forcing"} <= {r for r, s in rows.items() if s["method"] == "released"}
+
+
+def test_a_released_row_prints_its_released_recipe(repo_root):
+    from raven.evaluation.rows import row_recipe
+
+    config = repo_root / "config"
+    rows = load_experiments(config)
+    paper = resolve_spec(config, "paper").weights.baselines
+    assert row_recipe(config, "causvid", paper) == rows["causvid"]["released"]
+    assert row_recipe(config, "causvid", resolve_spec(config, "tiny").weights.baselines) == rows["causvid"]["recipe"]
+    assert row_recipe(config, "raven", paper) == rows["raven"]["recipe"]

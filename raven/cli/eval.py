@@ -186,7 +186,8 @@ def run_row(args: argparse.Namespace) -> int:
         dyn_deg = sum(read_json(path)["dyn_deg"] for path in args.dyn_deg) / len(args.dyn_deg)
         sources["dyn_deg"] = args.dyn_deg[0] if len(args.dyn_deg) == 1 else args.dyn_deg
         spread.get("ci", {}).pop("dyn_deg", None)  # the judge's, not the benchmark's per-video ratings
-    row = {**build_row(args.row, spec.scale, metrics, row_recipe(args.config_dir, args.row), sources, dyn_deg),
+    recipe = row_recipe(args.config_dir, args.row, spec.weights.baselines)
+    row = {**build_row(args.row, spec.scale, metrics, recipe, sources, dyn_deg),
            **spread}
     print(f"row {args.row}: {write_and_log_row(spec, row, args.config_dir)}")
     return 0

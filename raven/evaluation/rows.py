@@ -60,8 +60,12 @@ def pool_replicas(metrics: Sequence[Mapping[str, Any]]) -> tuple[dict[str, Any],
     return pooled, spread
 
 
-def row_recipe(config_dir: str | Path, row: str) -> str:
-    rows = load_experiments(config_dir)
+def row_recipe(config_dir: str | Path, row: str, baselines: Mapping[str, Any] | None = None) -> str:
+    """The recipe line printed beside a row: its `released` line where the scale gives its checkpoint
+    (`baselines`, the spec's weights.baselines), else its `recipe`."""
+    from raven.config.rows import rows_at_scale
+
+    rows = rows_at_scale(load_experiments(config_dir), baselines or {})
     if row not in rows:
         raise ConfigError(f"row {row!r} is not in {Path(config_dir) / 'experiments.yaml'}; known rows: {sorted(rows)}")
     return str(rows[row].get("recipe", ""))
