@@ -34,13 +34,10 @@ import torch
 from host import machine
 
 from raven.config import RunSpec, resolve_spec
+from raven.config.spec import chunk_layout
 from raven.diffusion.consistency import consistency_step
 from raven.diffusion.schedule import student_timesteps, x0_from_velocity
-from raven.diffusion.streaming import (
-    SampleNoise,
-    chunk_layout,
-    generate,
-)
+from raven.diffusion.streaming import SampleNoise, generate
 from raven.io import atomic_write_json
 from raven.models import build_text_encoder, build_transformer, causal_forwards
 from raven.training.history import generator_x0
@@ -67,7 +64,7 @@ def median_times(functions: dict[str, Callable[[], object]], repeats: int, warm_
 def generate_without_cache(forwards, text: torch.Tensor, seeds: list[int], timesteps: list[int],
                            num_chunks: int) -> torch.Tensor:
     """The same sampler and noise as `generate`, but every step recomputes the whole clean prefix."""
-    sizes = chunk_layout(forwards.chunk_frames, num_chunks)
+    sizes = chunk_layout(forwards.chunk_frames, num_chunks=num_chunks)
     channels, _, height, width = forwards.latent_shape
     batch = text.shape[0]
     noise = SampleNoise(seeds, channels, height, width, text)

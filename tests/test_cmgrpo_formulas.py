@@ -9,6 +9,7 @@ from raven.config import ConfigError, resolve_spec, stage_options
 from raven.diffusion.consistency import gaussian_log_prob, kernel_mean_std
 from raven.training.cmgrpo import (
     CMGRPOOptions,
+    cmgrpo_loss,
     kl_elementwise_loss,
     log_prob_gradient,
     policy_elementwise_loss,
@@ -78,8 +79,18 @@ def test_kl_gradient_is_that_of_the_mean_distance_over_two_sigma_squared():
     mean = torch.randn(SHAPE, generator=generator, dtype=torch.float64, requires_grad=True)
     mean_ref = torch.randn(SHAPE, generator=generator, dtype=torch.float64)
     std = torch.full(SHAPE, 0.6, dtype=torch.float64)
-    kl_elementwise_loss(mean, mean_ref, std, beta=0.004).sum().backward()
-    assert torch.allclose(mean.grad, 0.004 * (mean.detach() - mean_ref) / 0.36)
+    kl_elementwise_loss(mean, mean_ref, std).sum().backward()
+    assert torch.allclose(mean.grad, (mean.detach() - mean_ref) / 0.36)
+
+
+def test_the_kl_is_added_with_beta_beside_the_scaled_policy_loss():
+    """SPEC §8: total = policy_loss_scaling·L_policy + β·L_KL; β is not multiplied by the scaling of 100."""
+    assert cmgrpo_loss(torch.tensor(2.0), torch.tensor(3.0), 100.0, 0.004).item() == pytest.approx(200.012)
+    policy = torch.tensor(0.5, requires_grad=True)
+    kl = torch.tensor(1.5, requires_grad=True)
+    cmgrpo_loss(policy, kl, 100.0, 0.004).backward()
+    assert policy.grad.item() == pytest.approx(100.0) and kl.grad.item() == pytest.approx(0.004)
+    assert cmgrpo_loss(torch.tensor(2.0), 0.0, 100.0, 0.0).item() == 200.0
 
 
 def test_the_last_step_is_never_trained():

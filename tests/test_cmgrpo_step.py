@@ -12,7 +12,8 @@ from raven.diffusion.streaming import generate
 from raven.models import causal_forwards
 from raven.rewards import RewardSources, build_rewards
 from raven.training.base import ModelParts, TextTable
-from raven.training.cmgrpo import CMGRPOOptions, CMGRPOStep, add_lora, merged_state_dict
+from raven.models.lora import add_lora
+from raven.training.cmgrpo import CMGRPOOptions, CMGRPOStep
 from raven.training.distributed import World
 from raven.training.history import generator_x0
 from raven.training.loop import Optimisers, StepContext, TrainedModel
@@ -81,19 +82,27 @@ def test_sf_forward_matches_the_rollout_on_the_first_chunk_only(setup):
     assert not torch.allclose(x0_hat[:, :, first:], generation.predictions[1][:, :, first:], atol=1e-3)
 
 
-def test_merged_model_equals_base_plus_adapter_and_base_weights_stay(setup):
-    spec, _, model = setup
-    base = {n: p.detach().clone() for n, p in model.named_parameters() if "base_layer" in n}
-    merged = type(model).from_config(model.config)
-    merged.load_state_dict(merged_state_dict(model), strict=True)
-    x = torch.randn(1, *spec.latent_shape, generator=torch.Generator().manual_seed(0))
-    text = torch.randn(1, 5, spec.text_encoder.d_model, generator=torch.Generator().manual_seed(1))
-    t = torch.tensor([500])
+def test_kl_reference_is_the_bidirectional_base_at_cfg_3_against_the_empty_prompt(setup, repo_root):
+    """SPEC §8: μ_ref comes from the bidirectional base with CFG 3 against "", on the whole state x_t."""
+    spec, parts, model = setup
+    spec = resolve_spec(repo_root / "config", "smoke", overrides={"stages": {"cmgrpo": {"kl_beta": 0.004, "kl_reference": "base"}}})
+    options = stage_options(spec, "cmgrpo", CMGRPOOptions)
+    assert options.kl_guidance == 3.0  # the default: the release's reference CFG
+    reference = parts.transformer(5).eval()
+    table = TextTable.build(parts.encode_text, [PROMPT])
+    step = CMGRPOStep(options, spec, model, causal_forwards(model, spec), table, parts.codec.decode, {}, TIMES,
+                      reference=reference)
+    forwards, text, generation = rollout_of(setup)
+    rollout, k = generation.rollout(), torch.tensor([0, 2])
+    x_t, _, t, _ = step.transition(rollout, k)
+    assert t[:, 0].tolist() == [1000, 833]
     with torch.no_grad():
-        expected = model(x, t, text, return_dict=False)[0]
-        assert torch.allclose(merged(x, t, text, return_dict=False)[0], expected, atol=1e-5)
-    assert all(torch.equal(base[n], p) for n, p in model.named_parameters() if "base_layer" in n)
-    assert not any("lora" in n for n in merged.state_dict())
+        cond = reference(x_t, t[:, 0], text, return_dict=False)[0]
+        uncond = reference(x_t, t[:, 0], table.embeddings[:1].expand_as(text), return_dict=False)[0]
+    sigma = t[:, 0].double().view(-1, 1, 1, 1, 1) / 1000
+    expected = x_t - sigma * (uncond + 3.0 * (cond - uncond))
+    actual = step.reference_x0(rollout, k, text, x_t, t, torch.Generator())
+    assert torch.allclose(actual, expected.to(actual.dtype), atol=1e-5)
 
 
 def test_a_step_moves_only_the_adapter_and_excludes_failed_rewards(setup, repo_root, caplog):

@@ -12,7 +12,8 @@ import torch
 import torch.nn.functional as F
 
 from raven.diffusion.schedule import add_noise
-from raven.training.history import Rollout, generator_x0
+from raven.diffusion.trajectory import Rollout
+from raven.training.history import generator_x0
 
 C, FRAMES, H, W = 2, 6, 2, 2
 CHUNKS = [3, 3]

@@ -11,7 +11,8 @@ import torch
 pytest.importorskip("raven.models", reason="raven.models (causal forwards) is written by the lead")
 
 from raven.models import build_transformer, causal_forwards
-from raven.training.history import Rollout, generator_x0
+from raven.diffusion.trajectory import Rollout
+from raven.training.history import generator_x0
 
 TIMES = [1000, 938, 833, 625]
 

@@ -9,7 +9,7 @@ from raven.diffusion.ode import euler_step
 from raven.diffusion.schedule import x0_from_velocity
 from raven.diffusion.streaming import generate
 from raven.models import build_text_encoder, build_transformer, causal_forwards
-from raven.training.history import Rollout
+from raven.diffusion.trajectory import Rollout
 
 TIMES = [1000, 938, 833, 625]
 PROMPTS = ["red circle left fast on black", "blue square still on white"]
@@ -132,7 +132,20 @@ def test_euler_maruyama_without_noise_follows_the_euler_ode(parts, forwards):
     for k, (t, s) in enumerate(itertools.pairwise(TIMES)):
         expected = euler_step(ode.states[k], ode.predictions[k], torch.tensor([t, t]), torch.tensor([s, s]))
         assert torch.allclose(ode.states[k + 1], expected, atol=1e-5)
-    assert torch.equal(ode.states[0], sde.states[0]) and not torch.allclose(ode.states[1], sde.states[1])
+    first = slice(0, forwards.chunk_frames[0])  # later chunks' noise follows the noisy last step's draws
+    assert torch.equal(ode.states[0][:, :, first], sde.states[0][:, :, first])
+    assert not torch.allclose(ode.states[1], sde.states[1])
+
+
+def test_the_release_kernel_keeps_noise_at_the_last_step_and_flow_grpos_does_not(parts, forwards):
+    """SPEC §8: the release's Euler–Maruyama kernel draws noise on the step to s = 0; Flow-GRPO's returns x̂0."""
+    _, _, text, _ = parts
+    with torch.no_grad():
+        release = generate(forwards, text, [3, 4], timesteps=TIMES, record=True, kernel="euler_maruyama", eta=0.4)
+        flow_grpo = generate(forwards, text, [3, 4], timesteps=TIMES, record=True, kernel="euler_maruyama", eta=0.4,
+                             em_convention="flow_grpo")
+    assert torch.equal(flow_grpo.latents, flow_grpo.predictions[-1])
+    assert not torch.allclose(release.latents, release.predictions[-1], atol=1e-3)
 
 
 def test_rolling_window_denoises_staggered_chunks_jointly(parts, forwards, generation):

@@ -7,7 +7,9 @@ import torch
 
 from raven.diffusion import sampling_timesteps
 from raven.diffusion.consistency import (
+    EM_CONVENTIONS,
     consistency_step,
+    em_sigma_max,
     euler_maruyama_mean_std,
     euler_maruyama_step,
     gaussian_log_prob,
@@ -15,6 +17,8 @@ from raven.diffusion.consistency import (
     transition_mean_std,
 )
 from raven.diffusion.ode import euler_step
+
+TIMES = [1000, 938, 833, 625]
 
 
 def test_the_students_sampling_times_are_spec_section_2():
@@ -92,23 +96,57 @@ def test_euler_maruyama_hand_computed_step():
     # x̂0 = 0, x_t = 1 at σ_t = 0.5: v = 2, ε̂ = 2; to σ_s = 0.25 (Δ = −0.25) with η = 0.5:
     # g = 0.5·sqrt(0.5/0.5) = 0.5, μ = 1 − 0.25·(2 + 0.25/1·2) = 0.375, σ = 0.5·sqrt(0.25) = 0.25
     x_t, x0_hat = torch.ones(1, 1, 1, 1, 1), torch.zeros(1, 1, 1, 1, 1)
-    mean, std = euler_maruyama_mean_std(x_t, x0_hat, 500, 250, eta=0.5, sigma_max=0.938)
+    mean, std = euler_maruyama_mean_std(x_t, x0_hat, 500, 250, eta=0.5, sigma_max=0.938, convention="flow_grpo")
     assert torch.allclose(mean, torch.tensor(0.375)) and torch.allclose(std, torch.tensor(0.25))
     noise = torch.full_like(x_t, -1.0)
     assert torch.allclose(euler_maruyama_step(x_t, x0_hat, 500, 250, noise, 0.5, 0.938), torch.tensor(0.125))
 
 
-def test_euler_maruyama_at_eta_zero_is_the_euler_ode_step_and_pure_noise_uses_sigma_max():
+@pytest.mark.parametrize("convention", EM_CONVENTIONS)
+def test_euler_maruyama_at_eta_zero_is_the_euler_ode_step(convention):
     generator = torch.Generator().manual_seed(3)
     x_t, x0_hat = torch.randn(2, 3, 3, 2, 2, generator=generator), torch.randn(2, 3, 3, 2, 2, generator=generator)
     t, s = torch.tensor([938, 833]), torch.tensor([833, 625])
-    mean, std = euler_maruyama_mean_std(x_t, x0_hat, t, s, eta=0.0, sigma_max=0.938)
+    mean, std = euler_maruyama_mean_std(x_t, x0_hat, t, s, 0.0, em_sigma_max(TIMES, convention), convention)
     assert torch.allclose(mean, euler_step(x_t, x0_hat, t, s), atol=1e-6) and float(std.abs().max()) == 0.0
+
+
+def test_flow_grpo_convention_uses_the_first_step_below_1000_and_a_deterministic_last_step():
+    generator = torch.Generator().manual_seed(3)
+    x_t, x0_hat = torch.randn(2, 3, 3, 2, 2, generator=generator), torch.randn(2, 3, 3, 2, 2, generator=generator)
+    sigma_max = em_sigma_max(TIMES, "flow_grpo")
+    assert sigma_max == 0.938
     # t = 1000: the denominator 1 − σ_t uses σ_max, g = η·sqrt(1/(1 − 0.938)), σ = g·sqrt(0.062) = η
-    _, std = euler_maruyama_mean_std(x_t, x0_hat, 1000, 938, eta=0.4, sigma_max=0.938)
+    _, std = euler_maruyama_mean_std(x_t, x0_hat, 1000, 938, 0.4, sigma_max, "flow_grpo")
     assert torch.allclose(std, torch.tensor(0.4))
-    mean, std = euler_maruyama_mean_std(x_t, x0_hat, 625, 0, eta=0.4, sigma_max=0.938)
+    mean, std = euler_maruyama_mean_std(x_t, x0_hat, 625, 0, 0.4, sigma_max, "flow_grpo")
     assert torch.equal(mean, x0_hat) and float(std.abs().max()) == 0.0
+
+
+def test_release_convention_hand_computed_first_and_last_steps():
+    """The release's kernel (SPEC §8): σ_max = 1 at t = 1000, A = 0 clamped to 1e-6; noise kept at s = 0."""
+    x_t, x0_hat = torch.ones(1, 1, 1, 1, 1, dtype=torch.float64), torch.full((1, 1, 1, 1, 1), 0.5, dtype=torch.float64)
+    assert em_sigma_max(TIMES, "release") == 1.0
+    # t = 1000 → 938, η = 0.4: v = 0.5, ε̂ = x_t = 1, g² = 0.16·(1 + 1/1e-6) = 160000.16, Δ = −0.062:
+    # μ = 1 − 0.062·(0.5 + 80000.08) = −4959.03596, σ = sqrt(160000.16·0.062) = 99.599247
+    mean, std = euler_maruyama_mean_std(x_t, x0_hat, 1000, 938, 0.4, 1.0, "release")
+    assert mean.item() == pytest.approx(-4959.03596, abs=1e-5) and std.item() == pytest.approx(99.599247, abs=1e-5)
+    # t = 625 → 0: v = 0.8, ε̂ = 1 + 0.375·0.8 = 1.3, g² = 0.16·0.625/0.375 = 0.26667, Δ = −0.625:
+    # μ = 1 − 0.625·(0.8 + 0.26667/1.25·1.3) = 0.326667, σ = sqrt(0.26667·0.625) = 0.408248 (noise kept)
+    mean, std = euler_maruyama_mean_std(x_t, x0_hat, 625, 0, 0.4, 1.0, "release")
+    assert mean.item() == pytest.approx(0.326667, abs=1e-6) and std.item() == pytest.approx(0.408248, abs=1e-6)
+    noise = torch.full_like(x_t, 2.0)
+    assert euler_maruyama_step(x_t, x0_hat, 625, 0, noise, 0.4, 1.0).item() == pytest.approx(1.143163, abs=1e-6)
+
+
+def test_conventions_agree_strictly_inside_the_schedule():
+    generator = torch.Generator().manual_seed(5)
+    x_t, x0_hat = torch.randn(2, 3, 3, 2, 2, generator=generator), torch.randn(2, 3, 3, 2, 2, generator=generator)
+    release = euler_maruyama_mean_std(x_t, x0_hat, 833, 625, 0.8, em_sigma_max(TIMES, "release"), "release")
+    flow_grpo = euler_maruyama_mean_std(x_t, x0_hat, 833, 625, 0.8, em_sigma_max(TIMES, "flow_grpo"), "flow_grpo")
+    assert all(torch.allclose(a, b, atol=1e-6) for a, b in zip(release, flow_grpo))
+    with pytest.raises(ValueError, match="em_convention"):
+        euler_maruyama_mean_std(x_t, x0_hat, 833, 625, 0.8, 1.0, "sde")
 
 
 def test_kernel_dispatch_and_unknown_kind():

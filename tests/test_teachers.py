@@ -5,7 +5,8 @@ from __future__ import annotations
 import pytest
 import torch
 
-from raven.training.teachers import WAN_NEGATIVE_PROMPT, WanTeacher, cfg_combine, require_teacher_path
+from raven.diffusion.schedule import cfg_combine
+from raven.training.teachers import WAN_NEGATIVE_PROMPT, WanTeacher, require_teacher_path
 
 TEXT_DIM = 8
 

@@ -8,7 +8,8 @@ from scipy.optimize import brentq
 from scipy.stats import norm
 
 from raven.config.spec import chunk_frames
-from raven.training.weighting import chunk_weighted_loss, chunk_weights, mode_curve, participation
+from raven.diffusion.schedule import mode_curve
+from raven.training.weighting import chunk_weighted_loss, chunk_weights, participation
 
 
 def close(actual: torch.Tensor, expected: list[float]) -> None:

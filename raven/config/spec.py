@@ -7,6 +7,8 @@ forbids unknown keys so that a typo is an error naming its key path, never a sil
 
 from __future__ import annotations
 
+import itertools
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Literal
 
@@ -27,6 +29,27 @@ def chunk_frames(latent_frames: int, chunk_size: int, first_chunk_size: int | No
         sizes.append(size)
         left -= size
     return sizes
+
+
+def chunk_layout(chunk_frames: Sequence[int], *, frames: int | None = None, num_chunks: int | None = None) -> list[int]:
+    """Chunk sizes of a video of `frames` latent frames or of `num_chunks` chunks (give one): the training
+    layout `chunk_frames`, continued beyond the training horizon with its last chunk size; with `frames`
+    the last chunk is cut to fit."""
+    if (frames is None) == (num_chunks is None):
+        raise ValueError("chunk_layout takes exactly one of frames and num_chunks")
+    if (frames or num_chunks) <= 0:
+        raise ValueError(f"chunk_layout needs a positive length, got frames={frames}, num_chunks={num_chunks}")
+    sizes, total = [], 0
+    for size in itertools.chain(chunk_frames, itertools.repeat(chunk_frames[-1])):
+        if len(sizes) == num_chunks or (frames is not None and total >= frames):
+            return sizes
+        sizes.append(size if frames is None else min(size, frames - total))
+        total += sizes[-1]
+
+
+def chunk_starts(sizes: Sequence[int]) -> list[int]:
+    """First latent frame of each chunk of the layout `sizes`."""
+    return list(itertools.accumulate(sizes, initial=0))[:-1]
 
 
 class Section(BaseModel):
@@ -113,6 +136,10 @@ class SamplerSpec(Section):
     warp: bool = True
     timesteps: list[int] | None = None
     eta: float = Field(default=0.0, ge=0)
+    em_convention: Literal["release", "flow_grpo"] = Field(
+        default="release", description="Euler-Maruyama kernel (kind euler_maruyama, SPEC §8): `release`, the "
+        "release's kernel the paper's Flow-GRPO rows used (sigma_max 1 at t = 1000, noise kept at the last step), "
+        "or `flow_grpo`, Flow-GRPO's own (sigma_max the first step below 1000, deterministic last step)")
     guidance: float = Field(default=1.0, ge=0)
     rolling_window: int = Field(default=5, gt=0)
 

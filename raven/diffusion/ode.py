@@ -11,7 +11,7 @@ from collections.abc import Callable, Sequence
 
 import torch
 
-from raven.diffusion.schedule import _broadcast, sigma_of, sampling_timesteps
+from raven.diffusion.schedule import _broadcast, cfg_combine, sampling_timesteps, sigma_of
 
 Denoiser = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
 
@@ -29,8 +29,7 @@ def guided(cond: Denoiser, uncond: Denoiser | None, guidance: float) -> Denoiser
         raise ValueError(f"guidance {guidance} needs an unconditional denoiser")
 
     def denoise(x_t: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
-        x0_u = uncond(x_t, t)
-        return x0_u + guidance * (cond(x_t, t) - x0_u)
+        return cfg_combine(cond(x_t, t), uncond(x_t, t), guidance)
 
     return denoise
 

@@ -47,6 +47,15 @@ def velocity_target(x0: torch.Tensor, noise: torch.Tensor) -> torch.Tensor:
     return noise - x0
 
 
+def cfg_combine(cond: torch.Tensor, negative: torch.Tensor, guidance: float) -> torch.Tensor:
+    """Classifier-free guidance (SPEC §4, §8): negative + g·(cond − negative); g = 1 gives cond.
+
+    The one combination every guided prediction uses (x̂0 or velocity: the map between them is affine
+    in the prediction, so guiding either gives the same x̂0).
+    """
+    return negative + guidance * (cond - negative)
+
+
 def shift_warp(u: torch.Tensor | float, shift: float) -> torch.Tensor | float:
     """u' = s u / (1 + (s - 1) u): the time shift of SD3/Wan."""
     return shift * u / (1 + (shift - 1) * u)
@@ -84,11 +93,16 @@ def logit_normal_timesteps(
     return torch.round(NUM_TRAIN_TIMESTEPS * torch.sigmoid(mean + std * z)).long()
 
 
+def mode_curve(u: torch.Tensor | float, scale: float) -> torch.Tensor | float:
+    """f_s(u) = 1 − u − s·(cos²(πu/2) − 1 + u), SD3's mode sampling curve (SPEC §5's `mode_<s>`)."""
+    cos = torch.cos if isinstance(u, torch.Tensor) else math.cos
+    return 1 - u - scale * (cos(math.pi * u / 2) ** 2 - 1 + u)
+
+
 def mode_timesteps(batch: int, scale: float, generator: torch.Generator | None = None) -> torch.Tensor:
-    """SD3's mode sampling: t = 1000 f_s(u), f_s(u) = 1 - u - s (cos^2(pi u / 2) - 1 + u)."""
+    """SD3's mode sampling: t = 1000 f_s(u), u ~ U(0, 1)."""
     u = torch.rand(batch, generator=generator, dtype=torch.float64)
-    value = 1 - u - scale * (torch.cos(math.pi * u / 2) ** 2 - 1 + u)
-    return torch.round(NUM_TRAIN_TIMESTEPS * value.clamp(0, 1)).long()
+    return torch.round(NUM_TRAIN_TIMESTEPS * mode_curve(u, scale).clamp(0, 1)).long()
 
 
 def student_timesteps(spec) -> list[int]:

@@ -21,15 +21,13 @@ import itertools
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING
 
 import torch
 
-from raven.diffusion.consistency import KERNELS, KernelKind, kernel_mean_std
-from raven.diffusion.schedule import NUM_TRAIN_TIMESTEPS, x0_from_velocity
-
-if TYPE_CHECKING:
-    from raven.training.history import CausalForwards, Rollout
+from raven.config.spec import chunk_layout, chunk_starts
+from raven.diffusion.consistency import KERNELS, EmConvention, KernelKind, em_sigma_max, kernel_mean_std
+from raven.diffusion.schedule import NUM_TRAIN_TIMESTEPS, cfg_combine, x0_from_velocity
+from raven.diffusion.trajectory import CausalForwards, Rollout
 
 ChunkCallback = Callable[[int, torch.Tensor], None]
 
@@ -50,9 +48,6 @@ class Generation:
     chunk_s: list[float] = field(default_factory=list)
 
     def rollout(self) -> Rollout:
-        # training sits above diffusion in the layering, hence the import on use
-        from raven.training.history import Rollout
-
         if self.states is None:
             raise ValueError("this generation has no trajectory: call generate(..., record=True)")
         return Rollout(x0=self.latents, states=self.states, times=self.times)
@@ -81,6 +76,7 @@ class Sampler:
     kernel: KernelKind
     eta: float
     sigma_max: float
+    convention: EmConvention
 
     def predict_x0(self, x: torch.Tensor, t: torch.Tensor, start_frame: int, cache) -> torch.Tensor:
         """x̂0 of frames `x` at per-frame times t [B, f] against the cache; CFG on x̂0 when guidance ≠ 1."""
@@ -88,14 +84,14 @@ class Sampler:
             return x0_from_velocity(x, self.forwards.chunk(x, t, start_frame, self.text, cache), t)
         x2, t2 = torch.cat([x, x]), torch.cat([t, t])
         cond, uncond = x0_from_velocity(x2, self.forwards.chunk(x2, t2, start_frame, self.text, cache), t2).chunk(2)
-        return uncond + self.guidance * (cond - uncond)
+        return cfg_combine(cond, uncond, self.guidance)
 
     def step(self, x: torch.Tensor, x0_hat: torch.Tensor, t: torch.Tensor, s: torch.Tensor,
              noise: SampleNoise) -> torch.Tensor:
-        """x_s = μ + σ·ε' with fresh ε' (none drawn for the deterministic step to s = 0)."""
-        if bool((s == 0).all()):
-            return x0_hat
-        mean, std = kernel_mean_std(self.kernel, x, x0_hat, t, s, self.eta, self.sigma_max)
+        """x_s = μ + σ·ε' with fresh ε' (none drawn for a deterministic step, e.g. the consistency step to 0)."""
+        mean, std = kernel_mean_std(self.kernel, x, x0_hat, t, s, self.eta, self.sigma_max, self.convention)
+        if not bool((std != 0).any()):
+            return mean
         return mean + std * noise.draw(x.shape[2])
 
     def cache_clean(self, clean: torch.Tensor, start_frame: int, cache) -> None:
@@ -144,16 +140,6 @@ class ChunkClock:
         return self.chunk_s[0] if self.chunk_s else 0.0
 
 
-def chunk_layout(chunk_frames: Sequence[int], num_chunks: int | None) -> list[int]:
-    """Latent frames per chunk; beyond the training horizon, further chunks repeat the last chunk size."""
-    sizes = list(chunk_frames)
-    if num_chunks is None:
-        return sizes
-    if num_chunks <= 0:
-        raise ValueError(f"num_chunks must be positive, got {num_chunks}")
-    return (sizes + [sizes[-1]] * num_chunks)[:num_chunks]
-
-
 def latent_geometry(forwards: CausalForwards) -> tuple[int, int, int, int]:
     """(C, F, h, w) of the video latents the forwards generate (`CausalWan.latent_shape`, from the spec)."""
     shape = getattr(forwards, "latent_shape", None)
@@ -194,24 +180,26 @@ def generate(
     on_chunk: ChunkCallback | None = None,
     kernel: KernelKind = "consistency",
     eta: float = 0.0,
+    em_convention: EmConvention = "release",
 ) -> Generation:
     """Generate a batch of videos chunk by chunk with the KV cache (SPEC §2, §3, §9).
 
     `text` [B, L, D] is the text encoder's output, `seeds[b]` seeds sample b's noise. `timesteps` is the
     step list without the final 0 (e.g. [1000, 938, 833, 625]); `num_chunks` may exceed the training
     horizon. `on_chunk(j, x0_chunk)` is called as soon as chunk j is clean. `kernel` is `consistency`
-    (SPEC §2) or `euler_maruyama` with noise level `eta` (SPEC §8).
+    (SPEC §2) or `euler_maruyama` with noise level `eta` in `em_convention` (SPEC §8).
     """
     times = check_timesteps(timesteps)
     if len(seeds) != text.shape[0]:
         raise ValueError(f"{len(seeds)} seeds for a batch of {text.shape[0]} prompts: give one seed per sample")
     if kernel not in KERNELS:
         raise ValueError(f"kernel {kernel!r} is not one of {KERNELS} (sampler.kind in the run spec)")
-    sizes = chunk_layout(forwards.chunk_frames, num_chunks)
+    sizes = list(forwards.chunk_frames) if num_chunks is None else chunk_layout(forwards.chunk_frames,
+                                                                                  num_chunks=num_chunks)
     channels, _, height, width = latent_geometry(forwards)
     like = torch.empty(text.shape[0], channels, sum(sizes), height, width, device=text.device, dtype=text.dtype)
     sampler = Sampler(forwards, guided_text(text, guidance, negative_text), guidance, kernel, eta,
-                      sigma_max=times[1] / NUM_TRAIN_TIMESTEPS if len(times) > 1 else 1.0)
+                      em_sigma_max(times, em_convention), em_convention)
     noise = SampleNoise(seeds, channels, height, width, like)
     recorder = Recorder(len(times), like, record)
     clock = ChunkClock(like.device)
@@ -230,8 +218,8 @@ def _stream(sampler: Sampler, sizes: list[int], times: list[int], noise: SampleN
             clock: ChunkClock, on_chunk: ChunkCallback | None, like: torch.Tensor) -> torch.Tensor:
     """Chunk by chunk: all steps on the chunk, then the t = 0 cache refresh (SPEC §3)."""
     batch, latents = like.shape[0], torch.empty_like(like)
-    cache, start = sampler.new_cache(batch), 0
-    for j, size in enumerate(sizes):
+    cache = sampler.new_cache(batch)
+    for j, (start, size) in enumerate(zip(chunk_starts(sizes), sizes)):
         x = noise.draw(size)
         for k, (t, s) in enumerate(zip(times, times[1:] + [0])):
             t_frames, s_frames = _frame_times(t, batch, size, like.device), _frame_times(s, batch, size, like.device)
@@ -244,7 +232,6 @@ def _stream(sampler: Sampler, sizes: list[int], times: list[int], noise: SampleN
         clock.tick()
         if on_chunk is not None:
             on_chunk(j, x)
-        start += size
     return latents
 
 
@@ -263,7 +250,7 @@ def _rolling(sampler: Sampler, sizes: list[int], times: list[int], window: int, 
         raise ValueError(f"rolling_window {window} must equal the number of sampling steps {len(times)}: each chunk "
                          "spends one window position per step (sampler.rolling_window / sampler.timesteps)")
     batch, latents = like.shape[0], torch.empty_like(like)
-    starts = [sum(sizes[:j]) for j in range(len(sizes))]
+    starts = chunk_starts(sizes)
     cache, active = sampler.new_cache(batch), []
     next_times = times[1:] + [0]
     for entering in range(len(sizes) + window - 1):

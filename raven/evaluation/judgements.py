@@ -158,7 +158,7 @@ class JudgementStore:
 
     def rows(self, history: bool = False) -> list[dict[str, Any]]:
         """The votes on this manifest's pairs: the latest per (pair, annotator, dimension), or every one."""
-        latest = "" if history else ("WHERE id IN (SELECT MAX(id) FROM votes GROUP BY pair, annotator, dimension)")
+        latest = "" if history else "WHERE id IN (SELECT MAX(id) FROM votes GROUP BY pair, annotator, dimension)"
         with closing(self.connect()) as db:
             cursor = db.execute(f"SELECT id, pair, annotator, dimension, choice, preferred, created FROM votes "
                                 f"{latest} ORDER BY id")
@@ -166,11 +166,11 @@ class JudgementStore:
             return [row for row in (dict(zip(keys, r)) for r in cursor) if row["pair"] in self.pairs]
 
     def judged_pairs(self, annotator: str) -> set[str]:
-        done: dict[str, set[str]] = {}
-        for row in self.rows():
-            if row["annotator"] == annotator.strip():
-                done.setdefault(row["pair"], set()).add(row["dimension"])
-        return {pair for pair, dims in done.items() if len(dims) == len(DIMENSIONS)}
+        """This manifest's pairs the annotator has answered on every dimension."""
+        with closing(self.connect()) as db:
+            rows = db.execute("SELECT pair FROM votes WHERE annotator = ? GROUP BY pair "
+                              "HAVING COUNT(DISTINCT dimension) = ?", (annotator.strip(), len(DIMENSIONS)))
+            return {row[0] for row in rows if row[0] in self.pairs}
 
     def next_pair(self, annotator: str) -> str | None:
         """The first pair of the annotator's order not judged yet: reloading resumes there."""

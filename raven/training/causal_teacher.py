@@ -50,7 +50,7 @@ def teacher_forcing_times(batch: int, chunk_frames: Sequence[int], shift: float,
 class TeacherForcingStep:
     """One teacher-forcing step of the causal teacher (trained under the name `teacher`).
 
-    `student`: `raven.training.history.CausalForwards` over the trained transformer; `batches`: clip or
+    `student`: `raven.diffusion.trajectory.CausalForwards` over the trained transformer; `batches`: clip or
     mixture batches of `raven.training.base`; `text`: its TextTable.
     """
 

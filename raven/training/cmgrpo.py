@@ -13,17 +13,18 @@ One step (strictly on-policy: one optimiser step per rollout batch, no ratio or 
    interleaved forward, or SF-style) gives x̂0_θ; the kernel (consistency, or Euler–Maruyama for the
    Flow-GRPO comparison) gives μ(x̂0_θ), σ ≥ 1e-6. Per element `(x̂0_θ − sg(x̂0_θ + Â·g/2))²` with
    g = ∇_x̂0 log N(x_s; μ, σ²), so the gradient is −Â·∇ log N (for the consistency kernel
-   g/2 = A(s)/(2σ²)·(x_s − μ): SPEC §8's target). Optional KL: β·‖μ − μ_ref‖²/(2σ²) per element,
-   μ_ref from the frozen reference (the policy with its LoRA disabled, CFG `kl_guidance`). Chunk weighting,
-   × policy_loss_scaling; micro-batches with gradient accumulation.
-The policy is the causal student + LoRA (peft) on SPEC §8's modules; only the LoRA weights train (EMA on
-them); the adapter and the merged model are exported.
+   g/2 = A(s)/(2σ²)·(x_s − μ): SPEC §8's target). Optional KL: ‖μ − μ_ref‖²/(2σ²) per element, μ_ref from
+   the frozen reference at CFG `kl_guidance` against "" (`kl_reference`: the bidirectional base, as the
+   release; or the policy with its LoRA disabled). Both terms chunk-weighted; the loss is
+   policy_loss_scaling·L_policy + β·L_KL (`cmgrpo_loss`); micro-batches with gradient accumulation.
+The policy is the causal student + LoRA (peft, `raven.models.lora`) on SPEC §8's modules; only the LoRA
+weights train (EMA on them); the adapter and the merged model are exported.
 """
 
 from __future__ import annotations
 
 import logging
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
@@ -34,8 +35,10 @@ from pydantic import Field, field_validator
 
 from raven.config import ConfigError, RunSpec, Section
 from raven.config.spec import HistoryMode, OptimSpec, WeightingSpec
-from raven.diffusion.consistency import gaussian_log_prob, kernel_mean_std
-from raven.diffusion.schedule import student_timesteps
+from raven.diffusion.consistency import EmConvention, em_sigma_max, gaussian_log_prob, kernel_mean_std
+from raven.diffusion.schedule import cfg_combine, student_timesteps, x0_from_velocity
+from raven.diffusion.trajectory import Rollout, trajectory_states
+from raven.models.lora import add_lora, merge_lora, save_lora
 from raven.rewards import (
     REWARD_NAMES,
     AdvantageTracker,
@@ -52,9 +55,6 @@ log = logging.getLogger(__name__)
 SIGMA_FLOOR = 1e-6
 POLICY_HISTORY_MODES = ("raven", "sf")
 PAPER_REWARD_WEIGHTS = {"videoalign_TA": 2.0, "raft_RAFT": 0.35, "ms_MS": 0.75, "aq_AES": 1.0, "iq_IMG": 1.0}
-# SPEC §8: self/cross-attention q,k,v,o, FFN linears, text/time embedding linears and the output head.
-LORA_TARGETS = ("to_q", "to_k", "to_v", "to_out.0", "net.0.proj", "net.2", "linear_1", "linear_2", "time_proj",
-                "proj_out")
 
 
 class CMGRPOOptions(Section):
@@ -73,9 +73,15 @@ class CMGRPOOptions(Section):
     skip_timesteps: int = Field(default=1, ge=1)
     micro_batch_size: int = Field(default=2, gt=0)
     policy_loss_scaling: float = Field(default=100.0, gt=0)
-    kl_beta: float = Field(default=0.0, ge=0)
-    kl_guidance: float = Field(default=1.0, ge=0)
-    rollout_guidance: float = Field(default=1.0, ge=0)
+    kl_beta: float = Field(default=0.0, ge=0, description="β of the KL term, added as β·L_KL beside "
+                           "policy_loss_scaling·L_policy (not multiplied by the scaling, SPEC §8)")
+    kl_reference: Literal["base", "policy"] = Field(
+        default="base", description="the KL's frozen reference: `base`, the bidirectional base model "
+        "(weights.base, Wan2.1-T2V-1.3B at paper scale) as the release; `policy`, the policy with its LoRA off")
+    kl_guidance: float = Field(default=3.0, ge=0, description="CFG of the KL reference against the empty prompt")
+    rollout_guidance: float = Field(
+        default=1.0, ge=0, description="CFG of the rollouts against the empty prompt: 3 in the paper-era code "
+        "(config/scales/paper.yaml), 1 keeps the kernel exactly on-policy (toy scales)")
     history_mode: HistoryMode = "raven"
     weighting: WeightingSpec = -1
     lora_rank: int = Field(default=256, gt=0)
@@ -114,11 +120,12 @@ def transition_choice(batch: int, num_steps: int, skip_timesteps: int, generator
 
 
 def log_prob_gradient(x0_hat: torch.Tensor, x_t: torch.Tensor, x_s: torch.Tensor, t: torch.Tensor, s: torch.Tensor,
-                      kernel: str, eta: float, sigma_max: float) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+                      kernel: str, eta: float, sigma_max: float, convention: EmConvention = "release",
+                      ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     """g = ∇_x̂0 log N(x_s; μ(x̂0), σ²) at the detached x̂0, with μ (detached) and σ (≥ 1e-6) of the kernel."""
     x0 = x0_hat.detach().double().requires_grad_(True)
     with torch.enable_grad():
-        mean, std = kernel_mean_std(kernel, x_t.double(), x0, t, s, eta, sigma_max)
+        mean, std = kernel_mean_std(kernel, x_t.double(), x0, t, s, eta, sigma_max, convention)
         std = std.clamp_min(SIGMA_FLOOR)
         (gradient,) = torch.autograd.grad(gaussian_log_prob(x_s.double(), mean, std).sum(), x0)
     return gradient, mean.detach(), std.detach().expand_as(mean)
@@ -132,23 +139,14 @@ def policy_elementwise_loss(x0_hat: torch.Tensor, advantages: torch.Tensor, grad
     return (x0 - target).pow(2)
 
 
-def kl_elementwise_loss(mean: torch.Tensor, mean_ref: torch.Tensor, std: torch.Tensor, beta: float) -> torch.Tensor:
-    """β·(μ − μ_ref)²/(2σ²) per element (SPEC §8's optional KL to the reference)."""
-    return beta * (mean - mean_ref.detach()).pow(2) / (2 * std.detach().pow(2))
+def kl_elementwise_loss(mean: torch.Tensor, mean_ref: torch.Tensor, std: torch.Tensor) -> torch.Tensor:
+    """(μ − μ_ref)²/(2σ²) per element: SPEC §8's optional KL to the reference (β is applied by `cmgrpo_loss`)."""
+    return (mean - mean_ref.detach()).pow(2) / (2 * std.detach().pow(2))
 
 
-# ---- LoRA policy ---------------------------------------------------------------------------------------
-
-
-def add_lora(model: torch.nn.Module, rank: int, alpha: float) -> torch.nn.Module:
-    """LoRA adapters via peft on SPEC §8's modules; afterwards only the LoRA weights require grad."""
-    from peft import LoraConfig
-
-    model.requires_grad_(False)
-    model.add_adapter(LoraConfig(r=rank, lora_alpha=alpha, target_modules=list(LORA_TARGETS), init_lora_weights=True))
-    for name, param in model.named_parameters():
-        param.requires_grad_("lora_" in name)
-    return model
+def cmgrpo_loss(policy: torch.Tensor, kl: torch.Tensor | float, policy_loss_scaling: float, beta: float) -> torch.Tensor:
+    """The step's loss `policy_loss_scaling·L_policy + β·L_KL` (SPEC §8): β is NOT multiplied by the scaling."""
+    return policy_loss_scaling * policy + beta * kl
 
 
 @contextmanager
@@ -159,25 +157,6 @@ def adapters_disabled(model: torch.nn.Module):
         yield
     finally:
         model.enable_adapters()
-
-
-def merged_state_dict(model: torch.nn.Module, lora: dict[str, torch.Tensor] | None = None) -> dict[str, torch.Tensor]:
-    """The plain transformer's state dict with the LoRA update merged: W + (α/r)·B·A per adapted linear.
-
-    `lora` optionally replaces the LoRA tensors (the EMA's). The model itself is left unchanged.
-    """
-    from peft.tuners.lora import LoraLayer
-
-    state = {name: tensor.detach().clone() for name, tensor in model.state_dict().items() if "lora_" not in name}
-    lora = lora or {}
-    for name, module in model.named_modules():
-        if not isinstance(module, LoraLayer):
-            continue
-        for adapter in module.active_adapters:
-            a = lora.get(f"{name}.lora_A.{adapter}.weight", module.lora_A[adapter].weight).detach()
-            b = lora.get(f"{name}.lora_B.{adapter}.weight", module.lora_B[adapter].weight).detach()
-            state[f"{name}.base_layer.weight"] += module.scaling[adapter] * (b @ a).to(state[f"{name}.base_layer.weight"])
-    return {name.replace(".base_layer", ""): tensor for name, tensor in state.items()}
 
 
 # ---- the step ------------------------------------------------------------------------------------------
@@ -230,13 +209,15 @@ class CMGRPOStep:
     rewards: dict
     timesteps: list[int]
     kernel: Literal["consistency", "euler_maruyama"] = "consistency"
+    em_convention: EmConvention = "release"
+    reference: torch.nn.Module | None = None  # the bidirectional base (kl_reference 'base')
     eta: float = 0.0
 
     def draw_prompts(self, ctx: StepContext, call: int) -> list[str]:
         """The call's prompts, equal on every rank of a sync group (seeded by the group's first rank)."""
         world, sync = ctx.world, self.options.sync_group_size
         leader = world.rank - world.rank % sync
-        seed = self.spec.seed + (ctx.iteration * self.options.calls_per_step + call) * world.world_size + leader
+        seed = world.seed(self.spec.seed, ctx.iteration * self.options.calls_per_step + call, rank=leader)
         index = torch.randint(0, len(self.text_table.prompts), (self.options.groups_per_call,),
                               generator=torch.Generator().manual_seed(seed))
         return [self.text_table.prompts[i] for i in index.tolist()]
@@ -254,7 +235,7 @@ class CMGRPOStep:
             seeds = torch.randint(0, 2**31 - 1, (len(call_prompts),), generator=ctx.generator).tolist()
             generation = generate(self.policy, self.text_of(call_prompts), seeds, timesteps=self.timesteps, record=True,
                                   guidance=self.options.rollout_guidance, negative_text=self.text_table.embeddings[:1],
-                                  kernel=self.kernel, eta=self.eta)
+                                  kernel=self.kernel, eta=self.eta, em_convention=self.em_convention)
             call_scores = score_videos(self.rewards, self.decode(generation.latents), call_prompts, self.spec.video.fps)
             aggregates.append(aggregate_rewards(self.options.aggregation, call_scores, self.options.reward_weights,
                                                 call_prompts))
@@ -267,30 +248,38 @@ class CMGRPOStep:
     def x0_with_grad(self, rollout: Rollout, k: torch.Tensor, text: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
         return generator_x0(self.options.history_mode, self.policy, rollout, k, text, self.spec.chunk_frames, generator)
 
-    def reference_mean(self, rollout: Rollout, k: torch.Tensor, text: torch.Tensor, x_t, t, s, generator) -> torch.Tensor:
-        """μ_ref of the frozen reference (LoRA off), CFG `kl_guidance` against the empty prompt."""
-        with torch.no_grad(), adapters_disabled(self.model):
-            x0_ref = self.x0_with_grad(rollout, k, text, generator)
-            if self.options.kl_guidance != 1.0:
-                empty = self.text_table.embeddings[:1].expand_as(text)
-                uncond = self.x0_with_grad(rollout, k, empty, generator)
-                x0_ref = uncond + self.options.kl_guidance * (x0_ref - uncond)
-        mean, _ = kernel_mean_std(self.kernel, x_t.double(), x0_ref.double(), t, s, self.eta, self.sigma_max)
-        return mean
+    def reference_x0(self, rollout: Rollout, k: torch.Tensor, text: torch.Tensor, x_t: torch.Tensor, t: torch.Tensor,
+                     generator: torch.Generator) -> torch.Tensor:
+        """x̂0 of the frozen KL reference at CFG `kl_guidance` against the empty prompt (SPEC §8): the
+        bidirectional base on the whole state x_t, or the policy's own forward with its LoRA off."""
+        empty = self.text_table.embeddings[:1].expand_as(text)
+        with torch.no_grad():
+            if self.options.kl_reference == "base":
+                def predict(prompt_text):
+                    dtype = next(self.reference.parameters()).dtype
+                    velocity = self.reference(x_t.to(dtype), t[:, 0], prompt_text.to(dtype), return_dict=False)[0]
+                    return x0_from_velocity(x_t, velocity.to(x_t.dtype), t)
+            else:
+                def predict(prompt_text):
+                    with adapters_disabled(self.model):
+                        return self.x0_with_grad(rollout, k, prompt_text, generator)
+            cond = predict(text)
+            return cond if self.options.kl_guidance == 1.0 else cfg_combine(cond, predict(empty), self.options.kl_guidance)
 
     @property
     def sigma_max(self) -> float:
-        return self.timesteps[1] / 1000 if len(self.timesteps) > 1 else 1.0
+        return em_sigma_max(self.timesteps, self.em_convention)
+
+    def kernel_mean(self, x_t: torch.Tensor, x0_hat: torch.Tensor, t: torch.Tensor, s: torch.Tensor) -> torch.Tensor:
+        return kernel_mean_std(self.kernel, x_t.double(), x0_hat.double(), t, s, self.eta, self.sigma_max,
+                               self.em_convention)[0]
 
     def transition(self, rollout: Rollout, k: torch.Tensor):
         """x_t = xt[k], x_s = xt[k+1] (the realised next state) and their per-frame times [B, F]."""
         frames = rollout.x0.shape[2]
-        x_t = torch.stack([rollout.states[int(kb)][b] for b, kb in enumerate(k)])
-        x_s = torch.stack([rollout.states[int(kb) + 1][b] for b, kb in enumerate(k)])
-        device = rollout.x0.device
-        t = torch.tensor([rollout.times[int(kb)] for kb in k], device=device).view(-1, 1).expand(-1, frames)
-        s = torch.tensor([rollout.times[int(kb) + 1] for kb in k], device=device).view(-1, 1).expand(-1, frames)
-        return x_t, x_s, t, s
+        x_t, t = trajectory_states(rollout, k)
+        x_s, s = trajectory_states(rollout, k + 1)
+        return x_t, x_s, frame_times(t, frames), frame_times(s, frames)
 
     def micro_batch_loss(self, rollout: Rollout, k: torch.Tensor, text: torch.Tensor, advantages: torch.Tensor,
                          ctx: StepContext) -> tuple[torch.Tensor, dict[str, float]]:
@@ -298,18 +287,18 @@ class CMGRPOStep:
 
         x_t, x_s, t, s = self.transition(rollout, k)
         x0_hat = self.x0_with_grad(rollout, k, text, ctx.generator)
-        gradient, mean, std = log_prob_gradient(x0_hat, x_t, x_s, t, s, self.kernel, self.eta, self.sigma_max)
-        per_element = policy_elementwise_loss(x0_hat, advantages, gradient)
+        gradient, mean, std = log_prob_gradient(x0_hat, x_t, x_s, t, s, self.kernel, self.eta, self.sigma_max,
+                                                self.em_convention)
+        policy = chunk_weighted_loss(policy_elementwise_loss(x0_hat, advantages, gradient), self.spec.chunk_frames,
+                                     self.options.weighting, world=ctx.world)
+        kl = 0.0
         metrics = {"log_prob": float(gaussian_log_prob(x_s.double(), mean, std).mean())}
         if self.options.kl_beta > 0:
-            mean_grad, _ = kernel_mean_std(self.kernel, x_t.double(), x0_hat.double(), t, s, self.eta, self.sigma_max)
-            kl = kl_elementwise_loss(mean_grad, self.reference_mean(rollout, k, text, x_t, t, s, ctx.generator), std,
-                                     self.options.kl_beta)
-            metrics["kl"] = float(kl.detach().flatten(1).sum(1).mean())
-            per_element = per_element + kl
-        loss = self.options.policy_loss_scaling * chunk_weighted_loss(per_element, self.spec.chunk_frames,
-                                                                       self.options.weighting, world=ctx.world)
-        return loss, metrics
+            mean_ref = self.kernel_mean(x_t, self.reference_x0(rollout, k, text, x_t, t, ctx.generator), t, s)
+            per_element = kl_elementwise_loss(self.kernel_mean(x_t, x0_hat, t, s), mean_ref, std)
+            metrics["kl"] = float(per_element.detach().flatten(1).sum(1).mean())
+            kl = chunk_weighted_loss(per_element, self.spec.chunk_frames, self.options.weighting, world=ctx.world)
+        return cmgrpo_loss(policy, kl, self.options.policy_loss_scaling, self.options.kl_beta), metrics
 
     def __call__(self, ctx: StepContext) -> dict[str, float]:
         batch = self.roll_out(ctx)
@@ -370,53 +359,42 @@ def sampler_kernel(spec: RunSpec) -> tuple[str, float]:
     return spec.sampler.kind, spec.sampler.eta
 
 
-def lora_state(model: torch.nn.Module) -> dict[str, torch.Tensor]:
-    """The adapter's tensors under peft's standard names (as `save_pretrained` of a PeftModel writes them)."""
-    from peft import get_peft_model_state_dict
-
-    return {name: tensor.detach().contiguous() for name, tensor in get_peft_model_state_dict(model).items()}
-
-
-def save_adapter(model: torch.nn.Module, folder: Path) -> None:
-    """`adapter_model.safetensors` + `adapter_config.json` (peft's layout), written beside then renamed in."""
-    import json
-    import shutil
-
-    from safetensors.torch import save_file
-
-    staging = folder.with_name(f".tmp-{folder.name}")
-    shutil.rmtree(staging, ignore_errors=True)
-    staging.mkdir(parents=True)
-    save_file(lora_state(model), str(staging / "adapter_model.safetensors"))
-    config = model.peft_config["default"].to_dict()
-    config["target_modules"] = sorted(config["target_modules"])
-    (staging / "adapter_config.json").write_text(json.dumps(config, indent=2, sort_keys=True, default=str) + "\n")
-    shutil.rmtree(folder, ignore_errors=True)
-    staging.rename(folder)
-
-
-def export_policy(out: Path, model: torch.nn.Module) -> dict[str, str]:
-    """From the final checkpoint: merged online and EMA transformers (`model`, `model_ema`) and the LoRA
-    adapters (`adapter`, `adapter_ema`)."""
+def export_policy(out: Path, build: Callable[[], torch.nn.Module]) -> dict[str, str]:
+    """From the final checkpoint: the LoRA adapters (`adapter`, `adapter_ema`, peft's folder format) and the
+    transformers with them merged (`model`, `model_ema`). `build()` gives a fresh policy (base + adapter)."""
     from raven.training.checkpoint import latest_checkpoint, load_part
     from raven.training.loop import export_pretrained
 
     folder = latest_checkpoint(out / "checkpoints")
-    model.load_state_dict(load_part(folder, "model-policy"))
-    ema = load_part(folder, "ema-policy")
-    export_pretrained(model, merged_state_dict(model), out / "model")
-    save_adapter(model, out / "adapter")
-    export_pretrained(model, merged_state_dict(model, ema), out / "model_ema")
-    with torch.no_grad():
-        params = dict(model.named_parameters())
-        for name, tensor in ema.items():
-            params[name].copy_(tensor)
-    save_adapter(model, out / "adapter_ema")
+    online, ema = load_part(folder, "model-policy"), load_part(folder, "ema-policy")
+    for suffix, lora in (("", None), ("_ema", ema)):
+        model = build()
+        model.load_state_dict(online)
+        if lora is not None:
+            with torch.no_grad():
+                params = dict(model.named_parameters())
+                for name, tensor in lora.items():
+                    params[name].copy_(tensor)
+        save_lora(model, out / f"adapter{suffix}")
+        merged = merge_lora(model)
+        export_pretrained(merged, merged.state_dict(), out / f"model{suffix}")
     return {"policy": "model", "policy_ema": "model_ema", "adapter": "adapter", "adapter_ema": "adapter_ema"}
 
 
 def build_policy(parts, init: Path, options: CMGRPOOptions) -> torch.nn.Module:
     return add_lora(parts.load(init), options.lora_rank, options.lora_alpha)
+
+def build_reference(spec: RunSpec, parts, options: CMGRPOOptions, device: torch.device) -> torch.nn.Module | None:
+    """The frozen bidirectional base of the KL (`kl_reference: base`, SPEC §8), loaded from `weights.base`."""
+    if options.kl_beta == 0 or options.kl_reference != "base":
+        return None
+    if spec.weights.base is None:
+        raise ConfigError("stages.cmgrpo.kl_reference 'base' takes the KL reference from weights.base (the "
+                          "bidirectional Wan2.1-T2V-1.3B transformer folder), which is not set: set it, or use "
+                          "kl_reference: policy (the policy with its LoRA off)")
+    dtype = torch.bfloat16 if device.type == "cuda" else torch.float32
+    return parts.load(spec.weights.base).to(device, dtype).eval().requires_grad_(False)
+
 
 
 def train_cmgrpo(spec_path, init, prompts, out) -> dict:
@@ -445,17 +423,19 @@ def train_cmgrpo(spec_path, init, prompts, out) -> dict:
         parts = ModelParts.build(spec)
         model = build_policy(parts, init, options)
         step = CMGRPOStep(options, spec, model, causal_forwards(model, spec), TextTable.build(parts.encode_text, prompt_list),
-                          parts.codec.decode, rewards, student_timesteps(spec), kernel, eta)
+                          parts.codec.decode, rewards, student_timesteps(spec), kernel, eta, spec.sampler.em_convention,
+                          build_reference(spec, parts, options, world.device))
         summary = train(
             [TrainedModel("policy", model, options.optim, options.ema_decay, export=None)], step, out,
             LoopOptions(options.iterations, options.checkpoint_every, spec.seed, budget_s=options.budget_s),
             world=world, spec=spec, stage="cmgrpo", inputs={"init": init, "prompts": prompts},
+                           "em_convention": spec.sampler.em_convention, "kl_reference": options.kl_reference,
             summary_extra={"init": str(init), "prompts": len(prompt_list), "kernel": kernel, "eta": eta,
                            "history_mode": options.history_mode, "reward_weights": options.reward_weights,
                            "reward_kind": options.rewards.kind},
         )
         if world.is_main:
-            summary["models"] = export_policy(out, build_policy(parts, init, options))
+            summary["models"] = export_policy(out, lambda: build_policy(parts, init, options))
             atomic_write_json(out / "summary.json", summary)
         world.barrier()
         return summary

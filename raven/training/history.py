@@ -17,44 +17,14 @@ decides inputs, times and where gradient flows. They are reached through `Causal
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass
-from typing import Any, Protocol
-
 import torch
 
-from raven.config.spec import HistoryMode
+from raven.config.spec import HistoryMode, chunk_starts
 from raven.diffusion.schedule import add_noise, x0_from_velocity
+from raven.diffusion.trajectory import CausalForwards, Rollout, trajectory_states
 
 HISTORY_MODES: tuple[str, ...] = ("raven", "sf", "df", "tf", "df_self_rollout")
 REAL_LATENT_MODES = frozenset({"tf", "df"})
-
-
-class CausalForwards(Protocol):
-    """The causal student's forwards (SPEC §3). Times are per latent frame, [B, F]; outputs are velocities."""
-
-    def interleaved(self, noisy: torch.Tensor, t: torch.Tensor, clean: torch.Tensor, text: torch.Tensor) -> torch.Tensor:
-        """RAVEN's packed `[N0 | C0 | … | N(K−1)]` forward; returns the noisy splits' outputs, full length."""
-
-    def block_causal(self, x: torch.Tensor, t: torch.Tensor, text: torch.Tensor) -> torch.Tensor:
-        """Chunk j attends to chunks 0…j of `x` itself (no clean copies)."""
-
-    def new_cache(self, batch: int) -> Any:
-        """An empty streaming KV cache."""
-
-    def chunk(self, x: torch.Tensor, t: torch.Tensor, start_frame: int, text: torch.Tensor, cache: Any) -> torch.Tensor:
-        """One chunk's forward attending to [cache ; chunk] (streaming inference, SPEC §3)."""
-
-    def extend_cache(self, clean: torch.Tensor, start_frame: int, text: torch.Tensor, cache: Any) -> None:
-        """Append the clean chunk's keys/values from a t = 0 pass."""
-
-
-@dataclass(frozen=True)
-class Rollout:
-    """What the generator step needs from a rollout (SPEC §2): states fed at each step, their times, x0."""
-
-    x0: torch.Tensor
-    states: Sequence[torch.Tensor]
-    times: Sequence[int]
 
 
 def fresh_noise(like: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
@@ -74,27 +44,19 @@ def chunk_frame_times(per_chunk: torch.Tensor, chunk_frames: Sequence[int]) -> t
     return torch.repeat_interleave(per_chunk.long(), sizes, dim=1)
 
 
-def trajectory_states(rollout: Rollout, k: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-    """Per sample b, the state xt[k_b] of the rollout and its time (gen_use_trajectory, SPEC §4 step 3)."""
-    states = torch.stack([rollout.states[int(kb)][b] for b, kb in enumerate(k)])
-    times = torch.tensor([rollout.times[int(kb)] for kb in k], dtype=torch.long, device=states.device)
-    return states, times
-
-
 def self_forcing_x0(
     student: CausalForwards, noisy: torch.Tensor, t: torch.Tensor, text: torch.Tensor, chunk_frames: Sequence[int]
 ) -> torch.Tensor:
     """SF: chunk by chunk; the cache is filled under no-grad from each chunk's detached x̂0 (SPEC §7)."""
     cache = student.new_cache(noisy.shape[0])
-    outputs, start = [], 0
-    for size in chunk_frames:
+    outputs = []
+    for start, size in zip(chunk_starts(chunk_frames), chunk_frames):
         x_chunk, t_chunk = noisy[:, :, start : start + size], t[:, start : start + size]
         x0_chunk = x0_from_velocity(x_chunk, student.chunk(x_chunk, t_chunk, start, text, cache), t_chunk)
         outputs.append(x0_chunk)
         if start + size < noisy.shape[2]:
             with torch.no_grad():
                 student.extend_cache(x0_chunk.detach(), start, text, cache)
-        start += size
     return torch.cat(outputs, dim=2)
 
 

@@ -26,9 +26,9 @@ from safetensors.torch import load_file, save_file
 from tqdm import tqdm
 
 from raven.config import Section
-from raven.config.spec import OptimSpec
+from raven.config.spec import OptimSpec, chunk_starts
 from raven.diffusion.ode import euler_step
-from raven.diffusion.schedule import sampling_timesteps, x0_from_velocity
+from raven.diffusion.schedule import cfg_combine, sampling_timesteps, x0_from_velocity
 from raven.io import atomic_path, atomic_write_text
 from raven.training.loop import StepContext
 
@@ -80,7 +80,8 @@ def ode_trajectories(denoise: FrameDenoiser, noise: torch.Tensor, prompts: Seque
     batch, _, frames = noise.shape[:3]
     x = noise.clone()
     states = torch.empty(len(record), *noise.shape, dtype=noise.dtype)
-    spans = chunk_spans(chunk_frames) if chunkwise else [slice(0, frames)]
+    spans = ([slice(start, start + size) for start, size in zip(chunk_starts(chunk_frames), chunk_frames)]
+             if chunkwise else [slice(0, frames)])
     for span in spans:
         for t, s in zip(grid[:-1], grid[1:]):
             if t in record:
@@ -89,14 +90,6 @@ def ode_trajectories(denoise: FrameDenoiser, noise: torch.Tensor, prompts: Seque
             t_vec, s_vec = torch.full((batch,), t), torch.full((batch,), s)
             x[:, :, span] = euler_step(x[:, :, span], x0_hat[:, :, span], t_vec, s_vec)
     return states, x
-
-
-def chunk_spans(chunk_frames: Sequence[int]) -> list[slice]:
-    spans, start = [], 0
-    for size in chunk_frames:
-        spans.append(slice(start, start + size))
-        start += size
-    return spans
 
 
 def write_pairs(out: Path, denoise: FrameDenoiser, prompts: Sequence[str], latent_shape: Sequence[int],
@@ -156,7 +149,7 @@ class OdeInitStep:
     """Regress the causal student onto ODE endpoints (SPEC §6): per sample a sampling step k ~ U{0..S−1},
     noisy input = the pair's state at t_k for all chunks, clean history = the ODE's x0; MSE on x̂0.
 
-    `student` is a `raven.training.history.CausalForwards` whose module is trained under the name `student`.
+    `student` is a `raven.diffusion.trajectory.CausalForwards` whose module is trained under the name `student`.
     """
 
     options: OdeInitOptions
@@ -192,7 +185,7 @@ def model_denoiser(forward: Callable[[torch.Tensor, torch.Tensor, torch.Tensor],
         if guidance == 1.0:
             return cond
         uncond = x0_from_velocity(x_t, forward(x_t, t, empty), t)
-        return uncond + guidance * (cond - uncond)
+        return cfg_combine(cond, uncond, guidance)
 
     return denoise
 

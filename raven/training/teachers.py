@@ -16,7 +16,7 @@ from typing import Protocol
 
 import torch
 
-from raven.diffusion.schedule import x0_from_velocity
+from raven.diffusion.schedule import cfg_combine, x0_from_velocity
 
 # Wan2.1's default negative prompt (shared_config.sample_neg_prompt of the Wan2.1 release).
 WAN_NEGATIVE_PROMPT = (
@@ -38,11 +38,6 @@ class Codec(Protocol):
     def encode(self, pixels: torch.Tensor) -> torch.Tensor: ...
 
     def decode(self, latents: torch.Tensor) -> torch.Tensor: ...
-
-
-def cfg_combine(cond: torch.Tensor, negative: torch.Tensor, guidance: float) -> torch.Tensor:
-    """Classifier-free guidance: negative + g·(cond − negative) (g = 1: conditional only)."""
-    return negative + guidance * (cond - negative)
 
 
 def require_teacher_path(path: str | Path | None) -> Path:

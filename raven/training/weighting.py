@@ -15,6 +15,7 @@ from typing import TYPE_CHECKING
 import torch
 
 from raven.config.spec import WeightingSpec
+from raven.diffusion.schedule import mode_curve, shift_warp
 
 if TYPE_CHECKING:
     from raven.training.distributed import World
@@ -39,8 +40,7 @@ def shift_weights(p: Sequence[float], alpha: float) -> list[float]:
         return [1.0] * len(p)
     if alpha < 0:
         p = [p[-1] / value for value in p]
-    a = abs(alpha)
-    return [a * value / (1 + (a - 1) * value) for value in p]
+    return [shift_warp(value, abs(alpha)) for value in p]
 
 
 def _logit(p: float) -> float:
@@ -58,11 +58,6 @@ def logit_normal_weights(p: Sequence[float], mean: float, std: float) -> list[fl
         raise ValueError(f"weighting spec ln_{mean}_{std}: the std must be positive")
     cdf = [_normal_cdf((_logit(value) - mean) / std) for value in p]
     return [(cdf[k] - cdf[k + 1]) / (p[k] - p[k + 1]) for k in range(len(p) - 1)]
-
-
-def mode_curve(u: float, scale: float) -> float:
-    """f_s(u) = 1 − u − s·(cos²(πu/2) − 1 + u), SD3's mode sampling curve."""
-    return 1 - u - scale * (math.cos(math.pi * u / 2) ** 2 - 1 + u)
 
 
 def mode_inverse(value: float, scale: float) -> float:

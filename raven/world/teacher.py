@@ -28,7 +28,7 @@ import numpy as np
 import torch
 
 from raven.config import RunSpec
-from raven.diffusion.schedule import sigma_of
+from raven.diffusion.schedule import cfg_combine, sigma_of
 from raven.world.render import mixture
 
 ITEM_CHUNK = 512
@@ -147,7 +147,7 @@ class ExactTeacher:
         x0 = self.conditional(flat, a, s, list(prompts))
         if guidance != 1.0:
             x0_u = posterior_mean(flat, a, s, self.uncond_items())
-            x0 = x0_u + guidance * (x0 - x0_u)
+            x0 = cfg_combine(x0, x0_u, guidance)
         x0 = torch.where(clean[..., None], flat, x0)
         x0 = x0.reshape(batch, frames, channels, height, width).permute(0, 2, 1, 3, 4)
         return x0.to(x_t.dtype).to(x_t.device)
