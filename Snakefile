@@ -3,7 +3,12 @@
 # GPU stages submitted by submitit), `--config scale=smoke` for CI.
 from snakemake.utils import validate
 
+from raven.config.check import check_config_files
+
 configfile: "config/config.yaml"
+# Every key of config.yaml/--config, the scale file and config/experiments.yaml (rows, stage options),
+# naming the file, row, key path and nearest valid key (workflow/schemas/).
+check_config_files(config)
 validate(config, "workflow/schemas/config.schema.yaml")
 report: "workflow/report/workflow.rst"
 

@@ -47,7 +47,7 @@ from raven.rewards import (
     score_videos,
 )
 from raven.rewards.aggregate import Aggregation, valid_samples
-from raven.training.history import Rollout, generator_x0
+from raven.training.history import frame_times, generator_x0
 from raven.training.loop import StepContext
 
 log = logging.getLogger(__name__)

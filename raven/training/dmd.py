@@ -32,13 +32,8 @@ from raven.diffusion.schedule import (
 from raven.rewards import REWARD_NAMES, RewardSources, build_reward
 from raven.training.base import ClipBatches, ModelParts, TextTable, load_clip_batches
 from raven.training.distributed import World
-from raven.training.history import (
-    REAL_LATENT_MODES,
-    CausalForwards,
-    Rollout,
-    fresh_noise,
-    generator_x0,
-)
+from raven.diffusion.trajectory import CausalForwards, Rollout
+from raven.training.history import REAL_LATENT_MODES, fresh_noise, generator_x0
 from raven.training.loop import StepContext
 from raven.training.teachers import (
     WAN_NEGATIVE_PROMPT,
