@@ -56,6 +56,7 @@ def test_slurm_profile_dry_run_lists_every_row_at_paper_scale_quickly(tmp_path):
         "causvid", "self_forcing", "causal_forcing", "rolling_forcing", "reward_forcing", "longlive"}
     longlive = next(c for c in shell_commands(output) if " -- sample " in c and "/specs/longlive.yaml" in c)
     assert "--model-key generator --lora data/weights/longlive/models/lora.pt" in longlive
+    assert "/init/ode_bidirectional/" not in output  # the baselines that would start from it are released
     # VBench in the DAG: one protocol, every row samples its prompt file and gets one VBench job.
     assert sum(" eval vbench-protocol " in c for c in shell_commands(output)) == 1
     for row in paper_rows:
