@@ -30,3 +30,21 @@ def test_openvid_folder_to_shards(tmp_path, smoke_spec):
     centre = (mass * np.arange(16)).sum(axis=(1, 2)) / mass.sum(axis=(1, 2))
     np.testing.assert_allclose(np.diff(centre), 4 / 3, atol=0.2)  # bilinear resampling of a box edge
     assert abs(np.diff(centre).mean() - 4 / 3) < 0.02
+
+
+def test_zero_usable_clips_is_an_error_naming_the_folder(tmp_path, smoke_spec, capsys):
+    from raven.cli import main
+    from raven.config import write_spec
+
+    folder = tmp_path / "openvid"
+    (folder / "videos").mkdir(parents=True)
+    (folder / "videos" / "broken.mp4").write_bytes(b"\x00" * 100)
+    (folder / "OpenVidHD.csv").write_text('video,caption\nbroken.mp4,broken\nmissing.mp4,gone\n')
+    data = {**smoke_spec.stages.get("data", {}), "clip_source": "openvid", "openvid_path": str(folder),
+            "openvid_csv": "OpenVidHD.csv"}
+    write_spec(smoke_spec.model_copy(update={"stages": {**smoke_spec.stages, "data": data}}), tmp_path / "spec.yaml")
+    out = tmp_path / "clips"
+    assert main(["data", "clips", "--spec", str(tmp_path / "spec.yaml"), "--out", str(out)]) == 2
+    error = capsys.readouterr().err
+    assert f"{folder}: none of its 2 listed clips is usable (2 skipped)" in error and "broken.mp4" in error
+    assert not (out / "summary.json").exists()

@@ -12,7 +12,7 @@ import sys
 
 from raven import __version__
 
-STAGE_MODULES = ["spec", "data", "train", "ode", "launch", "tables", "report", "weights", "sample", "eval", "userstudy"]
+STAGE_MODULES = ["spec", "data", "train", "ode", "launch", "tables", "report", "weights", "sample", "eval", "userstudy", "preflight"]
 
 
 def build_parser() -> argparse.ArgumentParser:

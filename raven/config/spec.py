@@ -189,6 +189,8 @@ class LauncherSpec(Section):
     account: str | None = None
     max_requeues: int = Field(default=3, ge=0)
     signal_delay_s: int = Field(default=120, ge=0, description="SLURM warns the job this long before its time limit")
+    gpu_mem_gb: float | None = Field(default=None, gt=0, description="memory of one GPU of the partition; "
+                                     "`raven preflight` checks each stage's estimated peak against it")
     extra_sbatch: dict[str, str] = Field(default_factory=dict)
 
 

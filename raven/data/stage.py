@@ -60,7 +60,12 @@ def build_clips(spec: RunSpec, options: DataOptions, prompts_path: Path | None, 
     clips = OpenVidClips(index, video.height, video.width, video.frames, video.fps, options.seed,
                          build_interpolator(options.interpolator, options.rife_path))
     paths = write_shards(out, len(clips), clips, options.shard_size)
+    written = count_rows(paths)
+    if written == 0:  # training on zero clips would fail far later, or silently learn nothing
+        raise ValueError(f"{options.openvid_path}: none of its {len(index)} listed clips is usable ({clips.skipped} "
+                         f"skipped), e.g. {'; '.join(clips.problems[:3]) or 'the CSV lists no clips'}; fix the folder "
+                         "or stages.data.openvid_csv")
     return {"source": "openvid", "path": str(options.openvid_path), "interpolator": options.interpolator,
             "sources": len(index), "skipped": clips.skipped,
-            "clips": count_rows(paths), "shards": len(paths), "fps": video.fps, "frames": video.frames,
+            "clips": written, "shards": len(paths), "fps": video.fps, "frames": video.frames,
             "problems": clips.problems[:20]}
