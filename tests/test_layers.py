@@ -12,8 +12,9 @@ from pathlib import Path
 import raven
 
 LIBRARY = Path(raven.__file__).parent
+# The lower layers; every other package or top-level module of raven (training, evaluation, launch, cli, ...)
+# is upper, so a new module counts as upper until it is placed here.
 LOWER = ("config", "io", "world", "data", "diffusion", "models", "rewards", "tracking")
-UPPER = ("training", "evaluation", "launch", "cli", "tables")
 
 
 def imported_packages(path: Path) -> set[str]:
@@ -45,13 +46,8 @@ def test_imported_packages_reads_deferred_and_type_checking_imports(tmp_path):
 def test_lower_layers_never_import_upper_ones():
     offences = [f"{path.relative_to(LIBRARY.parent)} imports raven.{name}"
                 for path in sorted(LIBRARY.rglob("*.py")) if package_of(path) in LOWER
-                for name in sorted(imported_packages(path) & set(UPPER))]
+                for name in sorted(imported_packages(path) - set(LOWER))]
     assert offences == []
-
-
-def test_every_package_is_placed_in_a_layer():
-    packages = {package_of(path) for path in LIBRARY.rglob("*.py")} - {"__init__"}
-    assert packages <= set(LOWER) | set(UPPER), sorted(packages - set(LOWER) - set(UPPER))
 
 
 def test_config_does_not_import_torch():
