@@ -40,9 +40,9 @@ class World:
     def dtype(self) -> torch.dtype:
         return PRECISIONS[self.precision]
 
-    def seed(self, base: int, iteration: int) -> int:
-        """Per-iteration, per-rank seed: base + iter·world_size + rank (SPEC §4)."""
-        return base + iteration * self.world_size + self.rank
+    def seed(self, base: int, iteration: int, rank: int | None = None) -> int:
+        """Per-iteration, per-rank seed: base + iter·world_size + rank (SPEC §4); `rank` defaults to this one's."""
+        return base + iteration * self.world_size + (self.rank if rank is None else rank)
 
     def all_reduce_sum(self, tensor: torch.Tensor) -> torch.Tensor:
         """The sum over ranks of `tensor` (a new tensor; the input is left alone)."""
