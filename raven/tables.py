@@ -4,6 +4,8 @@ A row JSON (written by `raven eval row`) holds `total`, `quality`, `semantic` as
 `dyn_deg` on the 1-4 scale; tables print the first three ×100 like the paper. The chunk-weighting
 table of the paper lost which parameter belongs to which row within a family, so those rows are
 compared as sets: within a family, our values and the paper's are matched in sorted order.
+A row whose models a time guard stopped short of their iteration count (`stopped_by_budget`, only with
+`on_budget: keep`) is marked in every table that prints it: it is not a complete result.
 """
 
 from __future__ import annotations
@@ -16,6 +18,7 @@ from typing import Any
 COLUMNS = ("total", "quality", "semantic", "dyn_deg")
 PERCENT = {"total", "quality", "semantic"}
 HEADERS = {"total": "Total", "quality": "Quality", "semantic": "Semantic", "dyn_deg": "Dyn.Deg"}
+SHORT_MARK = "(stopped short)"
 
 
 def ours(row: Mapping[str, Any], column: str) -> float | None:
@@ -64,7 +67,8 @@ def build_table(table: str, measured: Mapping[str, Mapping[str, Any]], paper: Ma
     reference = set_matches(paper, measured) if table == "chunk_weighting" else paper_rows(paper, table)
     records = []
     for label, row in measured.items():
-        record: dict[str, Any] = {"row": label, "recipe": row.get("recipe", "")}
+        record: dict[str, Any] = {"row": label, "recipe": row.get("recipe", ""),
+                                  "stopped_by_budget": bool(row.get("stopped_by_budget"))}
         for column in COLUMNS:
             mine, theirs = ours(row, column), reference.get(label, {}).get(column)
             record[column] = mine
@@ -128,6 +132,11 @@ def to_markdown(table: str, records: list[dict[str, Any]], scale: str) -> str:
     if scale != "paper":
         lines += [f"**Toy-world scores** (scale `{scale}`): the toy-world benchmark's Total/Quality/Semantic and "
                   "dynamic degree, not VBench / UnifiedReward. The paper's numbers are shown for orientation only.", ""]
+    short = [record["row"] for record in records if record.get("stopped_by_budget")]
+    if short:
+        lines += [f"**Not complete results**: {', '.join(short)} {SHORT_MARK}: a time guard (`budget_s`, with "
+                  "`on_budget: keep`) stopped training before the iteration count that defines the run; see the "
+                  "row JSON's `training`, and rerun the stage to finish it (README, \"Training length\").", ""]
     if table == "chunk_weighting":
         lines += ["The paper's table lost which spec belongs to which row within a family (mode_0.81 / mode_-0.54; "
                   "0 / 1): those rows are compared as sets, matched by rank of Total.", ""]
@@ -141,12 +150,14 @@ def to_markdown(table: str, records: list[dict[str, Any]], scale: str) -> str:
             spread = "" if ci is None else f" [{number(ci[0], digits)}, {number(ci[1], digits)}]"
             cells.append(f"{number(record[column], digits)}{spread} ({number(record['paper_' + column], digits)}, "
                          f"{signed(record['diff_' + column], digits)})")
-        lines.append(f"| {record['row']} | " + " | ".join(cells) + f" | {record['recipe']} |")
+        label = f"{record['row']} {SHORT_MARK}" if record.get("stopped_by_budget") else record["row"]
+        lines.append(f"| {label} | " + " | ".join(cells) + f" | {record['recipe']} |")
     return "\n".join(lines) + "\n"
 
 
 def to_csv(records: list[dict[str, Any]]) -> str:
-    fields = ["row", *[f"{p}{c}" for c in COLUMNS for p in ("", "ci_low_", "ci_high_", "paper_", "diff_")], "recipe"]
+    fields = ["row", *[f"{p}{c}" for c in COLUMNS for p in ("", "ci_low_", "ci_high_", "paper_", "diff_")], "recipe",
+              "stopped_by_budget"]
     buffer = io.StringIO()
     writer = csv.DictWriter(buffer, fieldnames=fields, lineterminator="\n")
     writer.writeheader()

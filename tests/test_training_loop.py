@@ -127,18 +127,36 @@ def test_optim_spec_defaults_are_the_papers():
     assert (spec.betas, spec.eps, spec.weight_decay, spec.grad_clip) == ((0.0, 0.999), 1e-8, 0.0, 1000.0)
 
 
-def test_time_budget_stops_early_and_a_larger_budget_continues(tmp_path):
+def test_time_guard_fails_without_a_model_and_reruns_finish_the_same_run(tmp_path):
+    """A guard that fires after every iteration: each try checkpoints, exports nothing, writes stopped.json
+    and raises; each rerun trains one more iteration; the finished run equals one never stopped."""
+    from loop_fixtures import micro_models as models
+    from raven.runtime import BudgetExceeded
+    from raven.training.loop import LoopOptions, train
+
+    run(tmp_path / "whole", 4, FlowStep())
+    out, guarded = tmp_path / "run", LoopOptions(4, 5, seed=7, budget_s=1e-9)
+    for done in (1, 2, 3):
+        with pytest.raises(BudgetExceeded, match=f"after {done} of 4 iterations.*rerun the same command"):
+            train(models(), FlowStep(), out, guarded)
+        assert latest_checkpoint(out / "checkpoints").name == f"iter-{done:08d}"
+        stopped = json.loads((out / "stopped.json").read_text())
+        assert (stopped["iterations"], stopped["iterations_target"], stopped["stopped_by_budget"]) == (done, 4, True)
+        assert not (out / "summary.json").exists() and not (out / "model").exists()
+    final = train(models(), FlowStep(), out, guarded)
+    assert (final["iterations"], final["resumed_from"], final["stopped_by_budget"]) == (4, 3, False)
+    assert not (out / "stopped.json").exists() and final["threads"] == torch.get_num_threads()
+    for folder in ("model", "model_ema"):
+        assert_identical(weights(tmp_path / "whole" / folder), weights(out / folder))
+
+
+def test_time_guard_with_on_budget_keep_exports_the_short_model_marked(tmp_path):
     from loop_fixtures import micro_models as models
     from raven.training.loop import LoopOptions, train
 
-    out = tmp_path / "run"
-    first = train(models(), FlowStep(), out, LoopOptions(10, 5, seed=7, budget_s=1e-9))
-    assert first["iterations"] == 1 and first["stopped_by_budget"]
-    assert latest_checkpoint(out / "checkpoints").name == "iter-00000001"
-    again = train(models(), FlowStep(), out, LoopOptions(10, 5, seed=7, budget_s=1e-9))
-    assert again["iterations"] == 1 and again["resumed_from"] == 1
-    more = train(models(), FlowStep(), out, LoopOptions(10, 5, seed=7, budget_s=1e9))
-    assert more["iterations"] == 10 and not more["stopped_by_budget"] and more["train_s"] > first["train_s"]
+    summary = train(models(), FlowStep(), tmp_path, LoopOptions(4, 5, seed=7, budget_s=1e-9, on_budget="keep"))
+    assert (summary["iterations"], summary["iterations_target"], summary["stopped_by_budget"]) == (1, 4, True)
+    assert json.loads((tmp_path / "summary.json").read_text())["stopped_by_budget"] and (tmp_path / "model").is_dir()
 
 
 def logged_spec(smoke_spec, tmp_path, **stages):

@@ -25,11 +25,18 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
+    """Run one stage command under the one thread policy (raven.runtime: RAVEN_THREADS, default 1).
+    Exit status 2: bad input; 3: a training stage stopped short by its time guard (resume by rerunning)."""
     from raven.config import ConfigError
+    from raven.runtime import BUDGET_EXIT_STATUS, BudgetExceeded, apply_thread_policy
 
     args = build_parser().parse_args(argv)
     try:
+        apply_thread_policy()
         return int(args.handler(args) or 0)
     except (ConfigError, FileNotFoundError) as error:
         print(f"raven {args.command}: error: {error}", file=sys.stderr)
         return 2
+    except BudgetExceeded as error:
+        print(f"raven {args.command}: stopped: {error}", file=sys.stderr)
+        return BUDGET_EXIT_STATUS

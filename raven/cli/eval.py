@@ -55,6 +55,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     row.add_argument("--dyn-deg", nargs="*", default=[],
                      help="JSONs of `raven eval unified-reward`, one per replica (their mean dyn_deg replaces the "
                           "benchmark's)")
+    row.add_argument("--training", nargs="*", default=[], metavar="SUMMARY",
+                     help="summary.json of every training stage the row's models come from (each replica's run, "
+                          "what it started from); the row records their iteration counts and any stop by a guard")
     row.add_argument("--config-dir", default="config")
     row.set_defaults(handler=run_row)
 
@@ -175,7 +178,7 @@ def run_unified_reward(args: argparse.Namespace) -> int:
 
 def run_row(args: argparse.Namespace) -> int:
     from raven.config import read_spec
-    from raven.evaluation.rows import build_row, pool_replicas, row_recipe, write_and_log_row
+    from raven.evaluation.rows import build_row, pool_replicas, row_recipe, training_record, write_and_log_row
     from raven.io import read_json
 
     spec = read_spec(args.spec)
@@ -188,6 +191,6 @@ def run_row(args: argparse.Namespace) -> int:
         spread.get("ci", {}).pop("dyn_deg", None)  # the judge's, not the benchmark's per-video ratings
     recipe = row_recipe(args.config_dir, args.row, spec.weights.baselines)
     row = {**build_row(args.row, spec.scale, metrics, recipe, sources, dyn_deg),
-           **spread}
+           **spread, **training_record({path: read_json(path) for path in args.training})}
     print(f"row {args.row}: {write_and_log_row(spec, row, args.config_dir)}")
     return 0

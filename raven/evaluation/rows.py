@@ -2,7 +2,9 @@
 
 A row holds `total`, `quality`, `semantic` (fractions), `dyn_deg` (1–4), `dimensions` (the 16 raw
 scores), `kind` (`toy-world` or `vbench`: toy-world scores are never VBench scores), `recipe`
-(from config/experiments.yaml) and the metrics files it was built from.
+(from config/experiments.yaml), the metrics files it was built from, and `training`: the iteration
+count of every training stage its models come from, with `stopped_by_budget` set when a stage's time
+guard stopped it short (`on_budget: keep`): such a row is not a complete result, and tables say so.
 """
 
 from __future__ import annotations
@@ -15,6 +17,8 @@ from raven.config import ConfigError, load_experiments, load_yaml
 from raven.io import atomic_write_json
 
 ROW_KEYS = ("total", "quality", "semantic", "dyn_deg")
+# What a row records of each training summary: what defines the run, never its timings.
+TRAINING_KEYS = ("stage", "iterations", "iterations_target", "stopped_by_budget", "seed")
 
 
 def row_path(results_dir: str | Path, scale: str, row: str) -> Path:
@@ -33,6 +37,14 @@ def build_row(row: str, scale: str, metrics: Mapping[str, Any], recipe: str, sou
             **{key: float(metrics[key]) for key in ("total", "quality", "semantic")},
             "dyn_deg": None if value is None else float(value),
             "dimensions": {k: float(v) for k, v in metrics["dimensions"].items()}, "sources": dict(sources)}
+
+
+def training_record(summaries: Mapping[str, Mapping[str, Any]]) -> dict[str, Any]:
+    """`training` (per training summary, by its path: TRAINING_KEYS) and `stopped_by_budget` (whether any
+    stage stopped short of its iteration count) of a row whose models those stages trained."""
+    training = {str(path): {key: summary.get(key) for key in TRAINING_KEYS} for path, summary in sorted(summaries.items())}
+    short = any(bool(entry["stopped_by_budget"]) for entry in training.values())
+    return {"training": training, "stopped_by_budget": short}
 
 
 def pool_replicas(metrics: Sequence[Mapping[str, Any]]) -> tuple[dict[str, Any], dict[str, Any]]:
@@ -84,6 +96,7 @@ def write_and_log_row(spec: Any, row: dict[str, Any], config_dir: str | Path) ->
 
     path = row_path(spec.results_dir, spec.scale, row["row"])
     atomic_write_json(path, row)
+    tags = {"row_kind": row["kind"], "stopped_by_budget": str(bool(row.get("stopped_by_budget"))).lower()}
     for table, label in row_labels(config_dir, row["row"]):
-        log_row(spec, table, label, row_metrics(row), [path], {"row_kind": row["kind"]})
+        log_row(spec, table, label, row_metrics(row), [path], tags)
     return path

@@ -116,7 +116,7 @@ def sample_folder(spec_path: str | Path, model_path: str | Path, prompts_path: s
         "generation_fps": float(stacked.shape[0] * stacked.shape[1] / generation_s),
         "time_to_first_chunk_s": float(np.median(first_chunk_s)),
         "latency_per_chunk_s": [float(x) for x in np.median(np.array(chunk_s), axis=0)],
-        "generation_s": generation_s,
+        "generation_s": generation_s, "threads": torch.get_num_threads(),
     }
     write_samples(out, stacked, prompts, seeds, spec.video.fps, summary)
     return summary

@@ -19,22 +19,21 @@ import numpy as np
 import torch
 from pydantic import Field, model_validator
 
-from raven.config import RunSpec, Section
+from raven.config import RunSpec
 from raven.config.spec import OptimSpec
 from raven.diffusion.ode import euler_sample, guided
 from raven.diffusion.schedule import _broadcast, add_noise, sampling_timesteps, sigma_of, uniform_shift_timesteps, x0_from_velocity
-from raven.training.loop import StepContext
+from raven.training.loop import StageLength, StepContext
 
 TextEncoder = Callable[[Sequence[str]], torch.Tensor]
 
 
-class BaseOptions(Section):
+class BaseOptions(StageLength):
     """`stages.base` of a run spec."""
 
     objective: Literal["flow", "exact"] = "flow"
     prediction_loss: Literal["x0", "velocity"] = "x0"
     iterations: int = Field(default=100_000, gt=0)
-    budget_s: float | None = Field(default=None, gt=0, description="training-time budget; stops early")
     batch_size: int = Field(default=16, gt=0)
     optim: OptimSpec = OptimSpec(lr=1e-3, betas=(0.9, 0.999), grad_clip=1.0)
     ema_decay: float = Field(default=0.999, ge=0, lt=1)
@@ -266,7 +265,7 @@ def train_base(spec_path, clips=None, prompts=None, out=None) -> dict:
     denoiser of the prompts' toy-world mixture (objective exact)."""
     from raven.config import ConfigError, read_spec
     from raven.training.distributed import close_world, init_world
-    from raven.training.loop import LoopOptions, TrainedModel, train
+    from raven.training.loop import TrainedModel, train
 
     spec = read_spec(spec_path)
     options = base_stage_options(spec)
@@ -285,7 +284,7 @@ def train_base(spec_path, clips=None, prompts=None, out=None) -> dict:
         step = BaseStep(options, model, batches, text, exact)
         return train(
             [TrainedModel("base", model, options.optim, options.ema_decay, export="model")], step, out,
-            LoopOptions(options.iterations, options.checkpoint_every, spec.seed, budget_s=options.budget_s),
+            options.loop_options(spec.seed),
             world=world, spec=spec, stage="base", inputs={"clips": clips, "prompts": prompts},
             summary_extra={"objective": options.objective, "prediction_loss": options.prediction_loss,
                            "skipped_clips": skipped, "prompts": len(text.prompts)},

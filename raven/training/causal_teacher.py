@@ -17,21 +17,19 @@ from typing import Literal
 import torch
 from pydantic import Field
 
-from raven.config import Section
 from raven.config.spec import OptimSpec
 from raven.diffusion.schedule import add_noise, uniform_shift_timesteps
 from raven.training.base import base_loss
 from raven.training.history import chunk_frame_times
-from raven.training.loop import StepContext
+from raven.training.loop import StageLength, StepContext
 
 
-class CausalTeacherOptions(Section):
+class CausalTeacherOptions(StageLength):
     """`stages.causal_teacher` of a run spec."""
 
     kind: Literal["exact", "trained"] = "exact"
     prediction_loss: Literal["x0", "velocity"] = "x0"
     iterations: int = Field(default=100_000, gt=0)
-    budget_s: float | None = Field(default=None, gt=0)
     batch_size: int = Field(default=16, gt=0)
     optim: OptimSpec = OptimSpec(lr=2e-4, betas=(0.9, 0.999), grad_clip=1.0)
     ema_decay: float = Field(default=0.999, ge=0, lt=1)
@@ -83,7 +81,7 @@ def train_causal_teacher(spec_path, init=None, clips=None, prompts=None, out=Non
     from raven.io import atomic_write_json
     from raven.training.base import ModelParts, TextTable, training_batches
     from raven.training.distributed import close_world, init_world
-    from raven.training.loop import LoopOptions, TrainedModel, train
+    from raven.training.loop import TrainedModel, train
 
     spec = read_spec(spec_path)
     options = stage_options(spec, "causal_teacher", CausalTeacherOptions)
@@ -107,7 +105,7 @@ def train_causal_teacher(spec_path, init=None, clips=None, prompts=None, out=Non
         step = TeacherForcingStep(options, causal_forwards(model, spec), batches, text, frames)
         return train(
             [TrainedModel("teacher", model, options.optim, options.ema_decay, export="model")], step, out,
-            LoopOptions(options.iterations, options.checkpoint_every, spec.seed, budget_s=options.budget_s),
+            options.loop_options(spec.seed),
             world=world, spec=spec, stage="causal_teacher", inputs={"init": init, "clips": clips, "prompts": prompts},
             summary_extra={"kind": "trained", "skipped_clips": skipped, "init": str(init)},
         )

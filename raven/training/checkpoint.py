@@ -37,7 +37,7 @@ RUN_FILE = "run.json"
 CORRUPT = "corrupt-"  # a checkpoint that fails to read is renamed to `corrupt-iter-<N>` beside the others
 SUPERSEDED = "checkpoints-superseded"
 # Stage options that only say how long or how often: changing them continues the same run.
-PACING_OPTIONS = ("iterations", "budget_s", "checkpoint_every")
+PACING_OPTIONS = ("iterations", "budget_s", "on_budget", "checkpoint_every")
 # Spec sections that decide what a run computes (not where it logs or how it is launched).
 RUN_SECTIONS = ("seed", "video", "codec", "text_encoder", "transformer", "chunks", "sampler", "weights")
 

@@ -33,7 +33,7 @@ from typing import Literal
 import torch
 from pydantic import Field, field_validator
 
-from raven.config import ConfigError, RunSpec, Section
+from raven.config import ConfigError, RunSpec
 from raven.config.spec import HistoryMode, OptimSpec, WeightingSpec
 from raven.diffusion.consistency import EmConvention, em_sigma_max, gaussian_log_prob, kernel_mean_std
 from raven.diffusion.schedule import cfg_combine, student_timesteps, x0_from_velocity
@@ -48,7 +48,7 @@ from raven.rewards import (
 )
 from raven.rewards.aggregate import Aggregation, valid_samples
 from raven.training.history import frame_times, generator_x0
-from raven.training.loop import StepContext
+from raven.training.loop import StageLength, StepContext
 
 log = logging.getLogger(__name__)
 
@@ -57,11 +57,10 @@ POLICY_HISTORY_MODES = ("raven", "sf")
 PAPER_REWARD_WEIGHTS = {"videoalign_TA": 2.0, "raft_RAFT": 0.35, "ms_MS": 0.75, "aq_AES": 1.0, "iq_IMG": 1.0}
 
 
-class CMGRPOOptions(Section):
+class CMGRPOOptions(StageLength):
     """`stages.cmgrpo` of a run spec (SPEC §8); defaults are the paper's main run."""
 
     iterations: int = Field(default=160, gt=0)
-    budget_s: float | None = Field(default=None, gt=0)
     group_size: int = Field(default=4, gt=1)
     groups_per_call: int = Field(default=1, gt=0)
     calls_per_step: int = Field(default=1, gt=0)
@@ -408,7 +407,7 @@ def train_cmgrpo(spec_path, init, prompts, out) -> dict:
     from raven.training.base import ModelParts, TextTable
     from raven.training.distributed import close_world, init_world
     from raven.training.dmd import require_matching_architecture
-    from raven.training.loop import LoopOptions, TrainedModel, train
+    from raven.training.loop import TrainedModel, train
 
     spec = read_spec(spec_path)
     options = stage_options(spec, "cmgrpo", CMGRPOOptions)
@@ -427,7 +426,7 @@ def train_cmgrpo(spec_path, init, prompts, out) -> dict:
                           build_reference(spec, parts, options, world.device))
         summary = train(
             [TrainedModel("policy", model, options.optim, options.ema_decay, export=None)], step, out,
-            LoopOptions(options.iterations, options.checkpoint_every, spec.seed, budget_s=options.budget_s),
+            options.loop_options(spec.seed),
             world=world, spec=spec, stage="cmgrpo", inputs={"init": init, "prompts": prompts},
                            "em_convention": spec.sampler.em_convention, "kl_reference": options.kl_reference,
             summary_extra={"init": str(init), "prompts": len(prompt_list), "kernel": kernel, "eta": eta,

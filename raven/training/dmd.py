@@ -34,9 +34,9 @@ from raven.training.base import ClipBatches, ModelParts, TextTable, load_clip_ba
 from raven.training.distributed import World
 from raven.diffusion.trajectory import CausalForwards, Rollout
 from raven.training.history import REAL_LATENT_MODES, fresh_noise, generator_x0
-from raven.training.loop import StepContext
+from raven.training.loop import StageLength, StepContext
 from raven.training.teachers import (
-    WAN_NEGATIVE_PROMPT,
+    NEGATIVE_PROMPTS,
     Teacher,
     WanTeacher,
     build_teacher,
@@ -63,7 +63,7 @@ class RewardWeighting(Section):
         return name
 
 
-class DMDOptions(Section):
+class DMDOptions(StageLength):
     """`stages.dmd` of a run spec (SPEC §4, §5, §7); defaults are the paper's main run."""
 
     iterations: int = Field(default=220, gt=0)
@@ -76,13 +76,17 @@ class DMDOptions(Section):
     ema_decay: float = Field(default=0.9675, ge=0, lt=1)
     teacher: Literal["toy", "wan"] = "toy"
     teacher_guidance: float = Field(default=3.0, ge=0)
-    student_guidance: float = Field(default=1.0, ge=0)
+    teacher_negative: Literal["release", "wan"] = Field(
+        default="release", description="the Wan teacher's CFG negative prompt (SPEC §4): `release`, the release's "
+        "(Wan's led by 'slow motion, time dilation, 高帧率'), or `wan`, Wan2.1's own default")
+    rollout_guidance: float = Field(
+        default=1.0, ge=0, description="CFG of the student's own rollouts, against the teacher's negative prompt: "
+        "3 in the paper-era code (config/scales/paper.yaml), 1 in the later release and at toy scales")
     gen_use_trajectory: bool = True
     score_shift: float = Field(default=5.0, gt=0)
     score_range: tuple[float, float] = (0.02, 0.98)
     reward_weighting: RewardWeighting | None = None
     checkpoint_every: int = Field(default=50, gt=0)
-    budget_s: float | None = Field(default=None, gt=0, description="training-time budget; stops early (checkpoint + export)")
 
 
 def critic_flow_loss(v_fake: torch.Tensor, x0: torch.Tensor, noise: torch.Tensor) -> torch.Tensor:
@@ -308,18 +312,18 @@ class DMDIteration:
     data: DMDData
     text: TextTable
     timesteps: list[int]
-    negative_text: torch.Tensor  # [1, L, D]: the student's CFG negative (used when student_guidance != 1)
+    negative_text: torch.Tensor  # [1, L, D]: the rollouts' CFG negative (used when rollout_guidance != 1)
 
     def rollout(self, text: torch.Tensor, generator: torch.Generator) -> Rollout:
         from raven.diffusion.streaming import generate
 
         options = self.losses.options
         seeds = torch.randint(0, 2**31 - 1, (text.shape[0],), generator=generator).tolist()
-        guided = options.student_guidance != 1.0
+        guided = options.rollout_guidance != 1.0
         with torch.no_grad():
             generation = generate(
                 self.losses.student, text, seeds, timesteps=self.timesteps, record=True,
-                guidance=options.student_guidance,
+                guidance=options.rollout_guidance,
                 negative_text=self.negative_text.expand(text.shape[0], -1, -1) if guided else None,
             )
         return generation.rollout()
@@ -339,8 +343,8 @@ class DMDIteration:
 
 def dmd_teacher(inputs: DMDInputs, parts: ModelParts, train_prompts: Sequence[str], device: torch.device) -> Teacher:
     """`stages.dmd.teacher`: the toy world's exact denoiser (CFG against the mixture of the training
-    prompts) or the frozen Wan transformer of `weights.teacher` (bf16 on CUDA) with CFG against Wan's
-    negative prompt."""
+    prompts) or the frozen Wan transformer of `weights.teacher` (bf16 on CUDA) with CFG against the
+    `teacher_negative` prompt."""
     from raven.world.teacher import ExactTeacher
 
     options = inputs.options
@@ -350,7 +354,7 @@ def dmd_teacher(inputs: DMDInputs, parts: ModelParts, train_prompts: Sequence[st
         exact = ExactTeacher.from_spec(inputs.spec, uncond)
     dtype = torch.bfloat16 if device.type == "cuda" else torch.float32
     teacher = build_teacher(options.teacher, options.teacher_guidance, inputs.spec.weights.teacher,
-                            parts.encode_text, parts.codec, exact, dtype)
+                            parts.encode_text, parts.codec, exact, dtype, NEGATIVE_PROMPTS[options.teacher_negative])
     if isinstance(teacher, WanTeacher):
         teacher.transformer.to(device)
     return teacher
@@ -379,7 +383,7 @@ def train_dmd(spec_path, init, prompts, out, clips=None, critic_init=None) -> di
     from raven.data.prompts import read_prompt_file
     from raven.models import causal_forwards
     from raven.training.distributed import close_world, init_world
-    from raven.training.loop import LoopOptions, TrainedModel, train
+    from raven.training.loop import TrainedModel, train
 
     inputs = DMDInputs.from_paths(spec_path, init, prompts, out, clips, critic_init)
     spec, options = inputs.spec, inputs.options
@@ -388,7 +392,7 @@ def train_dmd(spec_path, init, prompts, out, clips=None, critic_init=None) -> di
         parts = ModelParts.build(spec)
         train_prompts = read_prompt_file(inputs.prompts)
         data, skipped = dmd_data(inputs, parts, train_prompts)
-        negative = WAN_NEGATIVE_PROMPT if options.teacher == "wan" else ""
+        negative = NEGATIVE_PROMPTS[options.teacher_negative] if options.teacher == "wan" else ""
         text = TextTable.build(parts.encode_text, [*train_prompts, *(data.clips.captions if data.clips else []), negative])
         student, critic = parts.load(inputs.init), parts.load(inputs.critic_init)
         losses = DMDStep(options, causal_forwards(student, spec), critic,
@@ -399,7 +403,7 @@ def train_dmd(spec_path, init, prompts, out, clips=None, critic_init=None) -> di
                   TrainedModel("student", student, options.student_optim, options.ema_decay, export="model")]
         return train(
             models, step, inputs.out,
-            LoopOptions(options.iterations, options.checkpoint_every, spec.seed, budget_s=options.budget_s),
+            options.loop_options(spec.seed),
             world=world, spec=spec, stage="dmd",
             inputs={"init": inputs.init, "critic_init": inputs.critic_init, "prompts": inputs.prompts, "clips": inputs.clips},
             summary_extra={

@@ -5,6 +5,12 @@ that computes losses and calls `ctx.optimisers.update(name, loss)` for each mode
 iteration (TTUR lives in the step: DMD updates the critic every iteration and the student every
 `ttur`-th). The loop owns everything around it: per-rank seeds (SPEC §4), NaN/Inf-gradient skipping,
 checkpoints with resume, MLflow logging, progress bar, final export and the JSON summary.
+
+A run is defined by its spec, seed and iteration count, never by time: its weights are the same on any
+machine and under any load. `budget_s` is only a guard (`StageLength`): when this process has trained that
+long before the count is reached, the loop checkpoints and, by default (`on_budget: fail`), exports no
+model, writes `<out>/stopped.json` instead of `summary.json` and raises `BudgetExceeded` (exit status 3);
+rerunning resumes from the checkpoint, so a slow machine finishes the same run in several tries.
 """
 
 from __future__ import annotations
@@ -15,13 +21,16 @@ from collections.abc import Mapping, Sequence
 from contextlib import nullcontext
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Protocol
+from typing import Any, Literal, Protocol
 
 import torch
+from pydantic import Field
 from tqdm import tqdm
 
+from raven.config import Section
 from raven.config.spec import OptimSpec
 from raven.io import atomic_write_json
+from raven.runtime import BudgetExceeded
 from raven.training.checkpoint import (
     checkpoint_iteration,
     claim_checkpoints,
@@ -52,13 +61,39 @@ class TrainedModel:
     export: str | None = None
 
 
+STOPPED = "stopped.json"  # what a run stopped short by its guard writes instead of summary.json
+
+
 @dataclass(frozen=True)
 class LoopOptions:
     iterations: int
     checkpoint_every: int
     seed: int = 0
     keep_checkpoints: int = 2
-    budget_s: float | None = None  # stop early (checkpoint + export) once this much training time has passed
+    budget_s: float | None = None  # guard on this process's training seconds (StageLength)
+    on_budget: Literal["fail", "keep"] = "fail"
+
+
+class StageLength(Section):
+    """How long a training stage runs; every trainer's options (`stages.<stage>`) extend it.
+
+    `iterations` defines the result; `budget_s` only guards against a run that would take far longer
+    than expected. What the guard does (`on_budget`): `fail` (default) checkpoints, exports no model,
+    writes `stopped.json` and exits with status 3, so no table can use a short model and rerunning
+    resumes; `keep` exports the short model, marked `stopped_by_budget` in its summary, in every row
+    built on it and in the tables (for time-boxed benchmarks)."""
+
+    iterations: int = Field(gt=0, description="training iterations: what defines the run (with the seed)")
+    checkpoint_every: int = Field(default=500, gt=0)
+    budget_s: float | None = Field(default=None, gt=0, description="guard: training seconds of one process "
+                                   "before the run stops short (on_budget); not part of the result")
+    on_budget: Literal["fail", "keep"] = Field(default="fail", description="when the guard fires: fail "
+                                               "(checkpoint, no model, exit 3; rerun to resume) or keep "
+                                               "(export the short model, marked stopped_by_budget)")
+
+    def loop_options(self, seed: int) -> LoopOptions:
+        return LoopOptions(self.iterations, self.checkpoint_every, seed, budget_s=self.budget_s,
+                           on_budget=self.on_budget)
 
 
 class Optimisers:
@@ -225,10 +260,20 @@ def export_models(out: Path, optimisers: Optimisers) -> dict[str, str]:
     return folders
 
 
-def out_of_budget(elapsed: float, options: LoopOptions, world: World) -> bool:
-    """Whether the training-time budget is spent, agreed by all ranks (the slowest rank decides)."""
-    over = options.budget_s is not None and elapsed >= options.budget_s
+def out_of_budget(session_s: float, options: LoopOptions, world: World) -> bool:
+    """Whether this process has trained for the guard's `budget_s`, agreed by all ranks (the slowest
+    rank decides). Per process, not per run, so that rerunning a stopped run makes progress."""
+    over = options.budget_s is not None and session_s >= options.budget_s
     return bool(world.all_reduce_sum(torch.tensor(float(over))) > 0)
+
+
+def guard_message(stage: str, out: Path, done: int, options: LoopOptions, session_s: float) -> str:
+    return (f"{stage} in {out} stopped by its time guard (stages.{stage}.budget_s = {options.budget_s:g} s; this "
+            f"process trained {session_s:.0f} s) after {done} of {options.iterations} iterations. Its checkpoint "
+            f"{out / 'checkpoints'} holds iteration {done}; no model was exported and {out / STOPPED} records the "
+            f"stop. To finish the same run, rerun the same command or Snakemake target: it resumes from the "
+            f"checkpoint (each try trains up to budget_s seconds), or raise or remove budget_s (the checkpoints "
+            f"are kept: budget_s only paces a run).")
 
 
 def train(
@@ -255,7 +300,7 @@ def train(
     world.barrier()
     optimisers = Optimisers(models, world)
     start, elapsed = resume(checkpoints, optimisers, step)
-    started, step_times, metrics, stop = time.perf_counter(), [], {}, out_of_budget(elapsed, options, world)
+    started, step_times, metrics, stop = time.perf_counter(), [], {}, False
     tracking = nullcontext(None)
     if spec is not None and world.is_main:
         from raven.tracking import training_run
@@ -278,16 +323,23 @@ def train(
             metrics.update({f"skipped_total/{name}": float(n) for name, n in optimisers.skipped.items()})
             log.add(iteration, metrics)
             progress.set_postfix({k: f"{v:.4g}" for k, v in metrics.items() if k.startswith("loss/")}, refresh=False)
-            done, stop = iteration + 1, out_of_budget(elapsed, options, world)
+            done, stop = iteration + 1, out_of_budget(sum(step_times), options, world)
             if done % options.checkpoint_every == 0 or done == options.iterations or stop:
                 save_checkpoint(checkpoints, done, optimisers, step, options.keep_checkpoints, elapsed)
             iterations_done = done
         log.flush()
-        folders = export_models(out, optimisers)
+        short = iterations_done < options.iterations
+        kept = not short or options.on_budget == "keep"
+        folders = export_models(out, optimisers) if kept else {}
     summary = {
         "stage": stage,
         "iterations": iterations_done,
-        "stopped_by_budget": iterations_done < options.iterations,
+        "iterations_target": options.iterations,
+        "stopped_by_budget": short,
+        "budget_s": options.budget_s,
+        "on_budget": options.on_budget,
+        "seed": options.seed,
+        "threads": torch.get_num_threads(),
         "train_s": elapsed,
         "resumed_from": start,
         "world_size": world.world_size,
@@ -298,8 +350,21 @@ def train(
         "models": folders,
         **dict(summary_extra or {}),
     }
-    if world.is_main:
-        atomic_write_json(out / "summary.json", summary)
-    world.barrier()
+    finish(out, summary, None if kept else guard_message(stage, out, iterations_done, options, sum(step_times)), world)
     return summary
+
+
+def finish(out: Path, summary: Mapping[str, Any], stopped: str | None, world: World) -> None:
+    """Write `summary.json` last (the stage's target). A run its guard stopped (`stopped`: the message)
+    writes `stopped.json` instead, removes a stale `summary.json` and raises BudgetExceeded on every rank."""
+    if world.is_main:
+        if stopped is None:
+            (out / STOPPED).unlink(missing_ok=True)
+            atomic_write_json(out / "summary.json", summary)
+        else:
+            (out / "summary.json").unlink(missing_ok=True)
+            atomic_write_json(out / STOPPED, {**summary, "message": stopped})
+    world.barrier()
+    if stopped is not None:
+        raise BudgetExceeded(stopped)
 

@@ -30,7 +30,7 @@ from raven.config.spec import OptimSpec, chunk_starts
 from raven.diffusion.ode import euler_step
 from raven.diffusion.schedule import cfg_combine, sampling_timesteps, x0_from_velocity
 from raven.io import atomic_path, atomic_write_text
-from raven.training.loop import StepContext
+from raven.training.loop import StageLength, StepContext
 
 FrameDenoiser = Callable[[torch.Tensor, torch.Tensor, Sequence[str]], torch.Tensor]
 """denoise(x_t [B, C, F, h, w], t [B, F] per latent frame, prompts) -> x̂0 (CFG included)."""
@@ -48,11 +48,10 @@ class OdePairsOptions(Section):
     shard_size: int = Field(default=512, gt=0)
 
 
-class OdeInitOptions(Section):
+class OdeInitOptions(StageLength):
     """`stages.ode_init` of a run spec."""
 
     iterations: int = Field(default=100_000, gt=0)
-    budget_s: float | None = Field(default=None, gt=0)
     batch_size: int = Field(default=16, gt=0)
     optim: OptimSpec = OptimSpec(lr=2e-4, betas=(0.9, 0.999), grad_clip=1.0)
     ema_decay: float = Field(default=0.99, ge=0, lt=1)
@@ -251,7 +250,7 @@ def train_ode_init(spec_path, pairs, init, out) -> dict:
     from raven.io import atomic_write_json
     from raven.training.base import ModelParts, TextTable
     from raven.training.distributed import close_world, init_world
-    from raven.training.loop import LoopOptions, TrainedModel, export_pretrained, train
+    from raven.training.loop import TrainedModel, export_pretrained, train
 
     spec = read_spec(spec_path)
     options = stage_options(spec, "ode_init", OdeInitOptions)
@@ -275,7 +274,7 @@ def train_ode_init(spec_path, pairs, init, out) -> dict:
         step = OdeInitStep(options, causal_forwards(model, spec), ode_pairs, text)
         return train(
             [TrainedModel("student", model, options.optim, options.ema_decay, export="model")], step, out,
-            LoopOptions(options.iterations, options.checkpoint_every, spec.seed, budget_s=options.budget_s),
+            options.loop_options(spec.seed),
             world=world, spec=spec, stage="ode_init", inputs={"init": init, "pairs": pairs},
             summary_extra={"pairs": len(ode_pairs.prompts), "init": str(init), "trained": True},
         )

@@ -182,6 +182,21 @@ def sample_mode(row):
     return "rolling" if kind == "rolling" else "consistency"
 
 
+def training_chain(row):
+    """Summary targets of every training stage a row's student comes from: its own run, the run it
+    continues (cmgrpo) or re-samples (inference), the ODE init and the base model it started from. The
+    row JSON records their iteration counts and whether a time guard stopped one short."""
+    method = ROWS[row]["method"]
+    if method == "inference":
+        return training_chain(ROWS[row]["from"])
+    if method == "released":
+        return []
+    own = [trained(f"{RESULTS}/train/{row}")[0]]
+    if method == "cmgrpo":
+        return own + training_chain(ROWS[row]["from"])
+    return own + [f"{RESULTS}/init/{ROWS[row]['init']}/student/summary.json"] + ([BASE_DONE] if BASE_DONE else [])
+
+
 def launched(stage, logs):
     """The `raven launch` prefix of a heavy rule: submitit job named `stage`, files under `logs`."""
     return f"raven launch --spec {{input.spec}} --stage {stage} {{LAUNCH}} --logs {logs} --"

@@ -67,12 +67,15 @@ rule row:
         metrics=lambda w: [RESULTS + f"/eval/{replica}/{BENCHMARK}.json" for replica in replicas_of(w.row)],
         dyn_deg=lambda w: [RESULTS + f"/eval/{replica}/unified_reward.json" for replica in replicas_of(w.row)]
         if DYN_DEG_JUDGE else [],
+        training=lambda w: sorted({s for replica in replicas_of(w.row) for s in training_chain(replica)}),
     output: RESULTS + "/rows/{row}.json"
-    params: dyn_deg=lambda w, input: f"--dyn-deg {input.dyn_deg}" if input.dyn_deg else ""
+    params:
+        dyn_deg=lambda w, input: f"--dyn-deg {input.dyn_deg}" if input.dyn_deg else "",
+        training=lambda w, input: f"--training {input.training}" if input.training else "",
     log: RESULTS + "/logs/rows/{row}.log"
     benchmark: RESULTS + "/benchmarks/rows/{row}.tsv"
     shell: "raven eval row --spec {input.spec} --row {wildcards.row} --metrics {input.metrics} {params.dyn_deg} "
-           "> {log} 2>&1"
+           "{params.training} > {log} 2>&1"
 
 
 rule long_samples:
