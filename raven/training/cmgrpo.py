@@ -428,8 +428,8 @@ def train_cmgrpo(spec_path, init, prompts, out) -> dict:
             [TrainedModel("policy", model, options.optim, options.ema_decay, export=None)], step, out,
             options.loop_options(spec.seed),
             world=world, spec=spec, stage="cmgrpo", inputs={"init": init, "prompts": prompts},
-                           "em_convention": spec.sampler.em_convention, "kl_reference": options.kl_reference,
             summary_extra={"init": str(init), "prompts": len(prompt_list), "kernel": kernel, "eta": eta,
+                           "em_convention": spec.sampler.em_convention, "kl_reference": options.kl_reference,
                            "history_mode": options.history_mode, "reward_weights": options.reward_weights,
                            "reward_kind": options.rewards.kind},
         )
