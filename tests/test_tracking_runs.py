@@ -110,6 +110,18 @@ def test_loss_curves_are_plotted_per_training_run(tmp_path):
     subprocess.run([raven, "report", "loss-curves", "--spec", str(spec_file), "--out-dir", str(tmp_path / "plots")],
                    check=True)
     (png,) = (tmp_path / "plots").glob("*.png")
-    assert png.name == "dmd-dmd_run.png"
+    assert png.name == f"dmd-{tmp_path.name}_run.png"  # outside a results folder: the last two path parts
     assert Image.open(png).size == (640, 240)  # two panels of 4x3 inches at 80 dpi
     assert json.loads((tmp_path / "plots/summary.json").read_text())["plots"] == [png.name]
+
+
+def test_each_training_job_has_its_own_run_name(tmp_path):
+    from mlflow.tracking import MlflowClient
+
+    spec = spec_at(tmp_path / "m.db", results_dir=str(tmp_path / "results"))
+    names = []
+    for init in ("ode_causal", "ode_bidirectional"):
+        with training_run(spec, "ode_init", tmp_path / "results/smoke/init" / init / "student") as run:
+            run.log_metrics(0, {"loss": 1.0})
+        names.append(MlflowClient(spec.tracking_uri).get_run(run.run_id).info.run_name)
+    assert names == ["ode_init:init/ode_causal/student", "ode_init:init/ode_bidirectional/student"]

@@ -35,7 +35,7 @@ def plot_training_runs(tracking_uri: str, scale: str, out_dir: Path) -> list[str
     for run, histories in training_histories(tracking_uri, scale):
         if not histories:
             continue
-        name = f"{run.data.tags.get('stage', 'train')}-{run.info.run_name}".replace("/", "_").replace(":", "_")
+        name = run.info.run_name.replace("/", "_").replace(":", "-")  # `<stage>:<out below results/<scale>>`
         figure, axes = plt.subplots(1, len(histories), figsize=(4 * len(histories), 3), squeeze=False)
         for axis, (metric, points) in zip(axes[0], sorted(histories.items())):
             axis.plot([step for step, _ in points], [value for _, value in points])

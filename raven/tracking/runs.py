@@ -97,6 +97,14 @@ class TrainingRun:
         locked_call(self.tracking_uri, lambda client: log_batch(client, self.run_id, tags=tag_entities(values)))
 
 
+def run_label(data: Mapping[str, Any], out_dir: str | Path) -> str:
+    """`out_dir` below the scale's results folder (`init/ode_causal/student`, `train/raven`): unique per
+    training job, where the folder name alone (`student`) is shared by both ODE inits."""
+    out = Path(out_dir).resolve()
+    root = (Path(data["results_dir"]) / str(data["scale"])).resolve()
+    return str(out.relative_to(root)) if out.is_relative_to(root) else "/".join(out.parts[-2:])
+
+
 @contextmanager
 def training_run(spec: Any, stage: str, out_dir: str | Path) -> Iterator[TrainingRun]:
     """Open (or resume) the MLflow run of training stage `stage` writing to `out_dir`.
@@ -109,7 +117,7 @@ def training_run(spec: Any, stage: str, out_dir: str | Path) -> Iterator[Trainin
     identity = {"kind": "training", "stage": stage, "out": str(Path(out_dir).resolve())}
     tags = {**base_tags(data), "row": str(data.get("row") or "")}
     uri = data["tracking_uri"]
-    run = TrainingRun(uri, open_run(uri, data["scale"], identity, flatten(data), tags, f"{stage}:{Path(out_dir).name}"))
+    run = TrainingRun(uri, open_run(uri, data["scale"], identity, flatten(data), tags, f"{stage}:{run_label(data, out_dir)}"))
     status = "FAILED"
     try:
         yield run
