@@ -164,7 +164,7 @@ def stage_reports(specs: dict[str | None, RunSpec], rows: dict[str, dict]) -> li
         options = stage_options(spec, "dmd", DMDOptions).model_copy(update={"history_mode": mode})
         reports.append(report_stage(f"dmd_{mode}", "dmd", spec, bool(candidates), lambda setup, o=options, s=spec:
                                     dmd_estimate(student, big_teacher if o.teacher == "wan" else student, geometry,
-                                                 setup, mode=mode, batch=o.batch_size, student_cfg=o.student_guidance != 1,
+                                                 setup, mode=mode, batch=o.batch_size, student_cfg=o.rollout_guidance != 1,
                                                  teacher_cfg=o.teacher_guidance != 1, history=history(s, geometry)),
                                     "stages.dmd.batch_size"))
     for name, kind in (("cmgrpo", "consistency"), ("flow_grpo", "euler_maruyama")):
@@ -247,7 +247,7 @@ class Preflight:
         lines = [f"{'stage':<22}{'launcher':<16}{'GPUs':>6}{'peak GB/GPU':>13}{'GPU GB':>8}  status"]
         for stage in self.stages:
             status = "fits" if stage.fits else "DOES NOT FIT"
-            status += "" if stage.runs else " (not run at this scale: released weights)"
+            status += "" if stage.runs else " (not run at this scale)"
             gpu = "-" if stage.gpu_gb is None else f"{stage.gpu_gb:g}"
             lines.append(f"{stage.name:<22}{stage.launcher_stage:<16}{stage.gpus:>6}{stage.estimate.peak_gb:>13.1f}"
                          f"{gpu:>8}  {status}")
