@@ -11,7 +11,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     commands = parser.add_subparsers(dest="eval_command", required=True, metavar="BENCHMARK")
 
     toy = commands.add_parser("toy", help="toy-world benchmark (VBench-like dimensions, toy-world scores)")
-    toy.add_argument("--spec", required=True)
+    toy.add_argument("--spec", required=True, help="resolved run spec YAML (raven spec)")
     toy.add_argument("--samples", required=True, help="folder written by `raven sample`")
     toy.add_argument("--out", required=True, help="metrics JSON")
     toy.set_defaults(handler=run_toy)
@@ -35,7 +35,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     env.set_defaults(handler=run_vbench_env)
 
     vbench = commands.add_parser("vbench", help="static filter + VBench dimensions in the VBench venv + totals")
-    vbench.add_argument("--spec", required=True)
+    vbench.add_argument("--spec", required=True, help="stages.vbench options (the environment, the dimensions)")
     vbench.add_argument("--samples", required=True, help="`raven sample` folder of the protocol's prompt file")
     vbench.add_argument("--work", required=True, help="scratch folder: VBench names, static filter, scored set, raw results")
     vbench.add_argument("--out", required=True, help="metrics JSON")
@@ -43,12 +43,12 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
     reward = commands.add_parser("unified-reward", help="UnifiedReward-qwen dynamic degree (1-4) of samples")
     reward.add_argument("--spec", required=True, help="stages.unified_reward.model: local weights folder")
-    reward.add_argument("--samples", required=True)
-    reward.add_argument("--out", required=True)
+    reward.add_argument("--samples", required=True, help="folder written by `raven sample`")
+    reward.add_argument("--out", required=True, help="JSON of the mean dynamic degree (1-4) and parse failures")
     reward.set_defaults(handler=run_unified_reward)
 
     row = commands.add_parser("row", help="write results/<scale>/rows/<row>.json and log it to MLflow")
-    row.add_argument("--spec", required=True)
+    row.add_argument("--spec", required=True, help="the row's run spec (its params in MLflow)")
     row.add_argument("--row", required=True, help="a row of config/experiments.yaml")
     row.add_argument("--metrics", required=True, nargs="+",
                      help="JSON of `raven eval toy` or `raven eval vbench`, one per seed replica of the row")
@@ -58,7 +58,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     row.add_argument("--training", nargs="*", default=[], metavar="SUMMARY",
                      help="summary.json of every training stage the row's models come from (each replica's run, "
                           "what it started from); the row records their iteration counts and any stop by a guard")
-    row.add_argument("--config-dir", default="config")
+    row.add_argument("--config-dir", default="config", help="folder of experiments.yaml: the row's recipe and tables")
     row.set_defaults(handler=run_row)
 
 

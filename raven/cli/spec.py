@@ -8,7 +8,7 @@ import json
 
 def register(subparsers: argparse._SubParsersAction) -> None:
     parser = subparsers.add_parser("spec", help="resolve config/ into a run spec YAML for one scale and row")
-    parser.add_argument("--config-dir", default="config")
+    parser.add_argument("--config-dir", default="config", help="folder of config.yaml, scales/ and experiments.yaml")
     parser.add_argument("--scale", help="a file config/scales/<scale>.yaml (default: config.yaml's 'scale')")
     parser.add_argument("--row", help="a row of config/experiments.yaml")
     parser.add_argument("--set", action="append", default=[], metavar="KEY=JSON",

@@ -9,6 +9,8 @@ from __future__ import annotations
 
 import argparse
 
+OUT_HELP = "output folder: checkpoints/, the exported model folders and summary.json (written last)"
+
 
 def register(subparsers: argparse._SubParsersAction) -> None:
     parser = subparsers.add_parser("train", help="train a model (base, causal-teacher, ode-init, ...)")
@@ -19,40 +21,40 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     data = base.add_mutually_exclusive_group(required=True)
     data.add_argument("--clips", help="clip shards (raven data clips): objective flow")
     data.add_argument("--prompts", help="training prompt file: objective exact (the toy world's denoiser)")
-    base.add_argument("--out", required=True)
+    base.add_argument("--out", required=True, help=OUT_HELP)
     base.set_defaults(handler=run_base)
 
     teacher = commands.add_parser("causal-teacher", help="block-causal teacher by teacher forcing (SPEC §6 step 1)")
-    teacher.add_argument("--spec", required=True)
+    teacher.add_argument("--spec", required=True, help="resolved run spec YAML (raven spec)")
     teacher.add_argument("--init", help="base model folder (save_pretrained); not needed for kind 'exact'")
     data = teacher.add_mutually_exclusive_group()
     data.add_argument("--clips", help="clip shards of real videos")
     data.add_argument("--prompts", help="training prompt file (videos drawn from the toy world's mixture)")
-    teacher.add_argument("--out", required=True)
+    teacher.add_argument("--out", required=True, help=OUT_HELP)
     teacher.set_defaults(handler=run_causal_teacher)
 
     ode_init = commands.add_parser("ode-init", help="regress the few-step causal student on ODE pairs (SPEC §6)")
-    ode_init.add_argument("--spec", required=True)
+    ode_init.add_argument("--spec", required=True, help="resolved run spec YAML (raven spec)")
     ode_init.add_argument("--pairs", required=True, help="folder written by `raven ode pairs`")
     ode_init.add_argument("--init", required=True, help="base model folder (save_pretrained)")
-    ode_init.add_argument("--out", required=True)
+    ode_init.add_argument("--out", required=True, help=OUT_HELP)
     ode_init.set_defaults(handler=run_ode_init)
 
     dmd = commands.add_parser("dmd", help="DMD of the causal student with a history mode (SPEC §4, §7)")
-    dmd.add_argument("--spec", required=True)
+    dmd.add_argument("--spec", required=True, help="resolved run spec YAML (raven spec)")
     dmd.add_argument("--init", required=True, help="ODE-init student folder (<ode_init out>/model)")
     dmd.add_argument("--prompts", required=True, help="training prompt file (raven data prompts)")
     dmd.add_argument("--clips", help="clip shards of real videos: needed by history modes tf and df")
     dmd.add_argument("--critic-init", help="bidirectional base model folder for the critic; default weights.base, "
                      "else the base model recorded in <init>/../summary.json")
-    dmd.add_argument("--out", required=True)
+    dmd.add_argument("--out", required=True, help=OUT_HELP)
     dmd.set_defaults(handler=run_dmd)
 
     cmgrpo = commands.add_parser("cmgrpo", help="CM-GRPO (or Flow-GRPO) of the causal student with rewards (SPEC §8)")
-    cmgrpo.add_argument("--spec", required=True)
+    cmgrpo.add_argument("--spec", required=True, help="resolved run spec YAML (raven spec)")
     cmgrpo.add_argument("--init", required=True, help="student folder to start from (<dmd out>/model_ema)")
     cmgrpo.add_argument("--prompts", required=True, help="training prompt file (raven data prompts)")
-    cmgrpo.add_argument("--out", required=True)
+    cmgrpo.add_argument("--out", required=True, help=OUT_HELP)
     cmgrpo.set_defaults(handler=run_cmgrpo)
 
 
