@@ -17,3 +17,4 @@ def test_environment_yml_matches_pyproject():
     (pip,) = [entry["pip"] for entry in environment["dependencies"] if isinstance(entry, dict)]
     assert {line for line in pip if not line.startswith("-")} == wanted
     assert "python=3.11" in environment["dependencies"]
+    assert any(line.startswith("-e .[rewards]") for line in pip)  # the cluster env carries the rewards extra

@@ -48,7 +48,7 @@ def test_videoalign_folder_without_a_checkpoint_is_an_error(tmp_path):
 
 
 def test_videoalign_picks_the_newest_checkpoint_of_either_layout(tmp_path):
-    from raven.rewards.models import videoalign_checkpoint
+    from raven.rewards.videoalign import videoalign_checkpoint
 
     for step, files in ((50, ["model.pth"]), (200, ["adapter_config.json", "adapter_model.safetensors",
                                                     "non_lora_state_dict.pth"]), (7, ["model.pth"])):

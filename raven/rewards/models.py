@@ -4,8 +4,7 @@ Each adapter checks its paths first (a missing one is an error naming the config
 file), then imports its library lazily (the optional extra `raven-pipeline[rewards]`):
 - `raft_RAFT`, `ms_MS`: RAFT dynamic degree and AMT-S motion smoothness (`raven.rewards.motion`), the
   published networks from VBench's `raft-things.pth` and `amt-s.pth`.
-- `videoalign_TA`: VideoAlign (Qwen2-VL-2B + LoRA via peft + a linear reward head over the special reward
-  tokens) on frames at 2 fps; the TA output.
+- `videoalign_TA`: VideoAlign as the release runs it (`raven.rewards.videoalign`).
 - `aq_AES`: CLIP ViT-L/14 image embeddings (transformers), L2-normalised, through the LAION linear
   aesthetic head; /10; frame mean.
 - `iq_IMG`: MUSIQ trained on SPAQ (pyiqa); frames whose longer side exceeds 512 px are resized to 512;
@@ -20,14 +19,10 @@ from pathlib import Path
 import torch
 
 from raven.config import ConfigError
-from raven.rewards.motion import AMTMotionSmoothness, RAFTDynamicDegree, frame_stride
+from raven.rewards.motion import AMTMotionSmoothness, RAFTDynamicDegree
 from raven.rewards.registry import Reward, RewardSources, to_frames
 
-VIDEOALIGN_FPS = 2.0
 MUSIQ_MAX_SIDE = 512
-VIDEOALIGN_SPECIAL_TOKENS = ("<|VQ_reward|>", "<|MQ_reward|>", "<|TA_reward|>")
-VIDEOALIGN_NON_LORA = "non_lora_state_dict.pth"
-VIDEOALIGN_LORA_FILES = ("adapter_config.json", "adapter_model.safetensors", VIDEOALIGN_NON_LORA)
 EXTRA = "pip install 'raven-pipeline[rewards]'"
 
 
@@ -98,89 +93,6 @@ class MUSIQImagingQuality:
         return torch.tensor(scores, dtype=torch.float64)
 
 
-def videoalign_checkpoint(folder: Path, key: str) -> tuple[Path, bool]:
-    """The newest VideoAlign checkpoint under `folder` (KwaiVGI/VideoReward layout) and whether it is the
-    LoRA layout: `checkpoint-<step>/model.pth` (full state dict) or `checkpoint-<step>/adapter_config.json`
-    + `adapter_model.safetensors` + `non_lora_state_dict.pth`; `folder` itself may be such a checkpoint."""
-    steps = sorted(folder.glob("checkpoint-*"), key=lambda p: int(p.name.split("-")[-1]) if p.name.split("-")[-1].isdigit() else -1,
-                   reverse=True)
-    for candidate in [folder, *steps]:
-        if (candidate / "model.pth").is_file():
-            return candidate, False
-        if all((candidate / name).is_file() for name in VIDEOALIGN_LORA_FILES):
-            return candidate, True
-    raise FileNotFoundError(
-        f"{key}.videoalign = {folder}: no VideoAlign checkpoint; expected checkpoint-<step>/model.pth or "
-        f"checkpoint-<step>/{{{', '.join(VIDEOALIGN_LORA_FILES)}}} (the KwaiVGI/VideoReward release layout)")
-
-
-class VideoAlignTextAlignment:
-    """VideoAlign's TA: Qwen2-VL + the LoRA adapter (peft) + a linear reward head `rm_head` read at the
-    special reward tokens; frames at 2 fps. Non-LoRA tensors (reward head, resized embeddings, visual
-    merger) come from `non_lora_state_dict.pth` or the full `model.pth`."""
-
-    def __init__(self, folder: Path, base: Path, device: str, key: str):
-        checkpoint, lora = videoalign_checkpoint(folder, key)
-        transformers = require_library("transformers", "videoalign_TA")
-        self.processor = transformers.AutoProcessor.from_pretrained(base)
-        self.processor.tokenizer.add_special_tokens({"additional_special_tokens": list(VIDEOALIGN_SPECIAL_TOKENS)})
-        self.token_ids = self.processor.tokenizer.convert_tokens_to_ids(list(VIDEOALIGN_SPECIAL_TOKENS))
-        model = transformers.Qwen2VLForConditionalGeneration.from_pretrained(base)
-        model.resize_token_embeddings(len(self.processor.tokenizer))
-        if lora:
-            model = require_library("peft", "videoalign_TA").PeftModel.from_pretrained(model, checkpoint)
-        state_file = checkpoint / (VIDEOALIGN_NON_LORA if lora else "model.pth")
-        state = torch.load(state_file, map_location="cpu", weights_only=True)
-        self.head = reward_head(state, state_file)
-        rest = {k: v for k, v in state.items() if "rm_head." not in k and "lora_" not in k}
-        mapped = strip_prefix(rest, model.state_dict())
-        if len(mapped) != len(rest):
-            raise ValueError(f"{state_file}: {len(rest) - len(mapped)} tensors match no parameter of the Qwen2-VL "
-                             f"model at {base}; is {key}.videoalign_base the base VideoAlign was trained from?")
-        model.load_state_dict(mapped, strict=False)
-        self.model = (model.merge_and_unload() if lora else model).eval().to(device)
-        self.head.eval().to(device)
-        self.device = device
-
-    def messages(self, prompt: str) -> list[dict]:
-        question = (f"Rate the video for the caption \"{prompt}\": visual quality {VIDEOALIGN_SPECIAL_TOKENS[0]}, "
-                    f"motion quality {VIDEOALIGN_SPECIAL_TOKENS[1]}, text alignment {VIDEOALIGN_SPECIAL_TOKENS[2]}")
-        return [{"role": "user", "content": [{"type": "video"}, {"type": "text", "text": question}]}]
-
-    @torch.no_grad()
-    def __call__(self, videos: torch.Tensor, prompts: Sequence[str], fps: float) -> torch.Tensor:
-        stride = frame_stride(fps, VIDEOALIGN_FPS)
-        scores = []
-        for frames, prompt in zip(to_frames(videos), prompts):
-            frames = frames[::stride]
-            text = self.processor.apply_chat_template(self.messages(prompt), add_generation_prompt=False)
-            inputs = self.processor(text=[text], videos=[list(frames)], return_tensors="pt").to(self.device)
-            hidden = self.model(**inputs, output_hidden_states=True).hidden_states[-1][0]
-            ta_position = (inputs["input_ids"][0] == self.token_ids[2]).nonzero()[-1, 0]
-            scores.append(float(self.head(hidden[ta_position])[-1]))
-        return torch.tensor(scores, dtype=torch.float64)
-
-
-def reward_head(state: dict[str, torch.Tensor], source: Path) -> torch.nn.Linear:
-    """VideoAlign's linear reward head from the `rm_head.*` tensors of a checkpoint."""
-    head = {k.split("rm_head.", 1)[1]: v for k, v in state.items() if "rm_head." in k}
-    if "weight" not in head:
-        raise ValueError(f"{source}: no rm_head.weight (VideoAlign's reward head); not a VideoAlign checkpoint")
-    layer = torch.nn.Linear(head["weight"].shape[1], head["weight"].shape[0], bias="bias" in head)
-    layer.load_state_dict(head)
-    return layer
-
-
-def strip_prefix(state: dict[str, torch.Tensor], reference: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
-    """Map keys saved under a wrapper (e.g. `base_model.model.`) onto the reference model's keys."""
-    out = {}
-    for key, value in state.items():
-        match = next((ref for ref in reference if key.endswith(ref)), None)
-        if match is not None:
-            out[match] = value
-    return out
-
-
 def build_model_reward(name: str, sources: RewardSources, key: str) -> Reward:
     """The adapter of reward `name` over the local weights in `sources` (config path `key`)."""
     if name == "raft_RAFT":
@@ -200,6 +112,8 @@ def build_model_reward(name: str, sources: RewardSources, key: str) -> Reward:
                                   "the VideoAlign checkpoint folder (KwaiVGI/VideoReward: model_config.json, "
                                   "checkpoint-<step>/...)")
         base = require_path(sources.videoalign_base, f"{key}.videoalign_base", "a Qwen2-VL-2B-Instruct folder")
+        from raven.rewards.videoalign import VideoAlignTextAlignment
+
         return VideoAlignTextAlignment(checkpoint, base, sources.device, key)
     if name == "ms_MS":
         return AMTMotionSmoothness(require_path(sources.amt, f"{key}.amt", "VBench's AMT-S weights amt-s.pth"),
