@@ -80,7 +80,7 @@ def train_causal_teacher(spec_path, init=None, clips=None, prompts=None, out=Non
     from raven.config import ConfigError, read_spec, stage_options
     from raven.io import atomic_write_json
     from raven.training.base import ModelParts, TextTable, training_batches
-    from raven.training.distributed import close_world, init_world
+    from raven.training.distributed import close_world, init_world, launched_rank
     from raven.training.loop import TrainedModel, train
 
     spec = read_spec(spec_path)
@@ -88,7 +88,8 @@ def train_causal_teacher(spec_path, init=None, clips=None, prompts=None, out=Non
     if options.kind == "exact":
         summary = {"stage": "causal_teacher", "kind": "exact",
                    "note": "the toy world's exact causal teacher stands in for a trained causal teacher"}
-        atomic_write_json(Path(out) / "summary.json", summary)
+        if launched_rank() == 0:  # outputs are written by rank 0 only
+            atomic_write_json(Path(out) / "summary.json", summary)
         return summary
     if init is None or (clips is None and prompts is None):
         raise ConfigError("stages.causal_teacher.kind 'trained' needs --init (the base model folder) and "

@@ -118,6 +118,11 @@ class World:
 PRECISIONS = {"fp32": torch.float32, "bf16": torch.bfloat16}
 
 
+def launched_rank() -> int:
+    """This process's rank from the launcher's environment (0 when not launched), before any process group."""
+    return int(os.environ.get("RANK", "0"))
+
+
 def cuda_device(local_rank: int, visible: int) -> torch.device:
     """The GPU of one task: cuda:0 when it sees one GPU (`raven launch` narrows CUDA_VISIBLE_DEVICES to one
     GPU per task), else cuda:LOCAL_RANK (torchrun: every task sees the node's GPUs)."""
@@ -136,7 +141,7 @@ def init_world(precision: str = "fp32") -> World:
     if precision not in PRECISIONS:
         raise ValueError(f"precision {precision!r} is not one of {sorted(PRECISIONS)} (key `precision` of the run spec)")
     world_size = int(os.environ.get("WORLD_SIZE", "1"))
-    rank = int(os.environ.get("RANK", "0"))
+    rank = launched_rank()
     local_rank = int(os.environ.get("LOCAL_RANK", str(rank)))
     cuda = torch.cuda.is_available()
     device = cuda_device(local_rank, torch.cuda.device_count()) if cuda else torch.device("cpu")

@@ -257,15 +257,17 @@ def train_ode_init(spec_path, pairs, init, out) -> dict:
     parts = ModelParts.build(spec)
     out = Path(out)
     released = released_init(spec)
-    if released is not None:
-        model = parts.load(released)
-        for name in ("model", "model_ema"):
-            export_pretrained(model, model.state_dict(), out / name)
-        summary = {"stage": "ode_init", "source": str(released), "trained": False}
-        atomic_write_json(out / "summary.json", summary)
-        return summary
     world = init_world()
     try:
+        if released is not None:
+            summary = {"stage": "ode_init", "source": str(released), "trained": False}
+            if world.is_main:  # outputs are written by rank 0 only
+                model = parts.load(released)
+                for name in ("model", "model_ema"):
+                    export_pretrained(model, model.state_dict(), out / name)
+                atomic_write_json(out / "summary.json", summary)
+            world.barrier()
+            return summary
         from raven.models import causal_forwards
 
         ode_pairs = OdePairs.read(pairs)
