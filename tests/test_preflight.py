@@ -69,14 +69,13 @@ def test_paper_preflight_without_weights_lists_every_missing_path(tmp_path, caps
     out = tmp_path / "preflight.json"
     assert main(["preflight", "--scale", "paper", "--out", str(out)]) == 1
     errors = capsys.readouterr().err
-    for key, path in [("weights.teacher", "data/weights/Wan2.1-T2V-14B/transformer"),
-                      ("weights.base", "data/weights/Wan2.1-T2V-1.3B/transformer"),
-                      ("weights.causal_init", "data/weights/causal_forcing/chunkwise/causal_ode.pt"),
-                      ("codec.path", "data/weights/Wan2.1-T2V-1.3B/vae"),
-                      ("text_encoder.path", "data/weights/Wan2.1-T2V-1.3B/text_encoder"),
-                      ("stages.data.vidprom_path", "data/vidprom/VidProM_unique.csv"),
-                      ("stages.cmgrpo.rewards.raft", "data/weights/rewards/raft_large_C_T_V2.pth"),
-                      ("stages.unified_reward.model", "data/weights/UnifiedReward-qwen-32b")]:
+    spec = resolve_spec("config", "paper")
+    rewards = spec.stages["cmgrpo"]["rewards"]
+    for key, path in [("weights.teacher", spec.weights.teacher), ("weights.base", spec.weights.base),
+                      ("weights.causal_init", spec.weights.causal_init), ("codec.path", spec.codec.path),
+                      ("text_encoder.path", spec.text_encoder.path),
+                      ("stages.cmgrpo.rewards.raft", rewards["raft"]),
+                      ("stages.unified_reward.model", spec.stages["unified_reward"]["model"])]:
         assert f"{key} = {path}: missing" in errors
     report = json.loads(out.read_text())
     kinds = {"ode_init", "dmd_raven", "dmd_sf", "dmd_df", "dmd_tf", "dmd_df_self_rollout", "cmgrpo", "flow_grpo",
