@@ -1,4 +1,4 @@
-"""Learning benchmark of CM-GRPO at tiny scale (issue 6, SPEC §8): do the toy rewards go up?
+"""Learning benchmark of CM-GRPO at tiny scale (issue 6, docs/method.md §8): do the toy rewards go up?
 
 From a tiny RAVEN student (`--init`, e.g. `<benchmarks/dmd.py --work>/dmd_raven/model_ema`; without it the
 chain base → exact causal teacher → ODE pairs → ODE init → RAVEN DMD is run here within the given budgets),

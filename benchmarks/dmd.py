@@ -1,6 +1,6 @@
-"""Learning benchmark of DMD with every history mode at tiny scale (issue 5, SPEC §4, §7).
+"""Learning benchmark of DMD with every history mode at tiny scale (issue 5, docs/method.md §4, §7).
 
-From one ODE-init student (causal ODE distillation of the toy world's exact causal teacher, SPEC §6),
+From one ODE-init student (causal ODE distillation of the toy world's exact causal teacher, docs/method.md §6),
 one DMD run per history mode (`raven`, `sf`, `df`, `tf`, `df_self_rollout`) within `--dmd-budget`
 seconds of training time each. The ODE init, every run's EMA student (4-step consistency sampler) and
 the exact teacher (many-step Euler, guidance 1) are sampled on held-out prompts and scored by the

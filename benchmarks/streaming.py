@@ -8,11 +8,11 @@ compares runs on the same machine state (median of `--repeats`, alternatives int
   its defaults (50 steps, CFG 5, Wan's UniPC flow scheduler with shift 3) on the same transformer size
   and latent frames (built from the same tiny components, latents out: the pixel codec has no VAE).
 - `interleaved_over_sf_step`: forward + backward of the RAVEN interleaved generator step over the SF
-  (chunk-by-chunk, detached cache) step, same shapes (SPEC §7).
+  (chunk-by-chunk, detached cache) step, same shapes (docs/method.md §7).
 - `fps`, `time_to_first_chunk_s` (8 chunks, batch 1), `latency_per_chunk_s` (16 chunks, sink 1 +
   window 2 chunks; `latency_per_chunk_full_history_s` without a window for contrast).
 - `interleaved_vs_streaming_max_abs_diff`: the interleaved forward on a rollout's trajectory vs the
-  streaming calls' x̂0 (SPEC §3 consequence).
+  streaming calls' x̂0 (docs/method.md §3 consequence).
 
 Ratios and fps are per video with `--batch` videos per call; time to first chunk and per-chunk latency
 use one video. Without a cache every step reprocesses the prefix: at 8 equal chunks and 4 steps that is

@@ -114,7 +114,7 @@ def kv_cache_bytes(model: Transformer, history_tokens: int, videos: int, compute
 
 @dataclass(frozen=True)
 class Geometry:
-    """Token layout of one training-length video (SPEC §3)."""
+    """Token layout of one training-length video (docs/method.md §3)."""
 
     tokens_per_frame: int
     chunk_frames: tuple[int, ...]
@@ -173,7 +173,7 @@ def rollout_peak(student: Transformer, geometry: Geometry, setup: Setup, videos:
 
 def dmd_estimate(student: Transformer, teacher: Transformer, geometry: Geometry, setup: Setup, *, mode: str,
                  batch: int, student_cfg: bool, teacher_cfg: bool, history: int) -> Estimate:
-    """One DMD iteration (SPEC §4, §7): rollout, critic step, generator step with critic and teacher scores."""
+    """One DMD iteration (docs/method.md §4, §7): rollout, critic step, generator step with critic and teacher scores."""
     estimate = Estimate(notes=[f"history mode {mode}: generator forward over "
                                f"{'the interleaved sequence' if mode == 'raven' else 'the video'}"])
     add_trained(estimate, student, setup, ema=True)
@@ -197,7 +197,7 @@ def dmd_estimate(student: Transformer, teacher: Transformer, geometry: Geometry,
 
 
 def lora_params(model: Transformer, rank: int) -> int:
-    """peft LoRA of SPEC §8: attention q,k,v,o (self and cross), FFN, text/time embedding linears and head."""
+    """peft LoRA of docs/method.md §8: attention q,k,v,o (self and cross), FFN, text/time embedding linears and head."""
     d, f = model.width, model.ffn
     per_block = rank * (8 * 2 * d + (d + f) + (f + d))
     embeddings = rank * ((model.text_dim + d) + 2 * d + (model.freq_dim + d) + 2 * d + (d + 6 * d))
@@ -206,7 +206,7 @@ def lora_params(model: Transformer, rank: int) -> int:
 
 def grpo_estimate(policy: Transformer, geometry: Geometry, setup: Setup, *, rollout_videos: int, micro_batch: int,
                   interleaved: bool, lora_rank: int, reference: bool, reward_bytes: float, history: int) -> Estimate:
-    """One CM-GRPO / Flow-GRPO step (SPEC §8): batched rollouts, rewards on decoded videos, LoRA update."""
+    """One CM-GRPO / Flow-GRPO step (docs/method.md §8): batched rollouts, rewards on decoded videos, LoRA update."""
     estimate = Estimate(notes=[f"LoRA rank {lora_rank} on a frozen fp32 policy; rewards loaded beside it"])
     add_frozen(estimate, policy, setup, 4)
     for name, value in trained_model_bytes(lora_params(policy, lora_rank), setup.shards, ema=True).items():

@@ -1,4 +1,4 @@
-"""The base model's flow-matching pieces (SPEC §1): loss, text table, batches from clips and from the toy
+"""The base model's flow-matching pieces (docs/method.md §1): loss, text table, batches from clips and from the toy
 world's mixture."""
 
 from __future__ import annotations

@@ -1,4 +1,4 @@
-"""CM-GRPO formulas (SPEC §8): the policy-loss gradient, the KL term, the trained transitions, options."""
+"""CM-GRPO formulas (docs/method.md §8): the policy-loss gradient, the KL term, the trained transitions, options."""
 
 from __future__ import annotations
 
@@ -84,7 +84,7 @@ def test_kl_gradient_is_that_of_the_mean_distance_over_two_sigma_squared():
 
 
 def test_the_kl_is_added_with_beta_beside_the_scaled_policy_loss():
-    """SPEC §8: total = policy_loss_scaling·L_policy + β·L_KL; β is not multiplied by the scaling of 100."""
+    """docs/method.md §8: total = policy_loss_scaling·L_policy + β·L_KL; β is not multiplied by the scaling of 100."""
     assert cmgrpo_loss(torch.tensor(2.0), torch.tensor(3.0), 100.0, 0.004).item() == pytest.approx(200.012)
     policy = torch.tensor(0.5, requires_grad=True)
     kl = torch.tensor(1.5, requires_grad=True)

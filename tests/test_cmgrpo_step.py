@@ -71,7 +71,7 @@ def test_raven_forward_reproduces_the_rollout_so_the_first_ratio_is_one(setup):
 
 
 def test_sf_forward_matches_the_rollout_on_the_first_chunk_only(setup):
-    """SF-style training caches the same step's x̂0 of earlier chunks, the rollout their final x0 (SPEC §7)."""
+    """SF-style training caches the same step's x̂0 of earlier chunks, the rollout their final x0 (docs/method.md §7)."""
     spec = setup[0]
     forwards, text, generation = rollout_of(setup)
     first = spec.chunk_frames[0]
@@ -83,7 +83,7 @@ def test_sf_forward_matches_the_rollout_on_the_first_chunk_only(setup):
 
 
 def test_kl_reference_is_the_bidirectional_base_at_cfg_3_against_the_empty_prompt(setup, repo_root):
-    """SPEC §8: μ_ref comes from the bidirectional base with CFG 3 against "", on the whole state x_t."""
+    """docs/method.md §8: μ_ref comes from the bidirectional base with CFG 3 against "", on the whole state x_t."""
     spec, parts, model = setup
     spec = resolve_spec(repo_root / "config", "smoke", overrides={"stages": {"cmgrpo": {"kl_beta": 0.004, "kl_reference": "base"}}})
     options = stage_options(spec, "cmgrpo", CMGRPOOptions)

@@ -51,7 +51,7 @@ def test_slurm_profile_dry_run_lists_every_row_at_paper_scale_quickly(tmp_path):
             assert f"{paper}/{target}" in output, (row, target)
         trains = settings["method"] not in ("inference", "released")
         assert (f"{paper}/train/{row}/summary.json" in output) == trains, row
-    # The main table's baselines are their released checkpoints, each sampled with its own settings (SPEC §9).
+    # The main table's baselines are their released checkpoints, each sampled with its own settings (docs/method.md §9).
     assert {row for row, s in paper_rows.items() if s["method"] == "released"} == {
         "causvid", "self_forcing", "causal_forcing", "rolling_forcing", "reward_forcing", "longlive"}
     longlive = next(c for c in shell_commands(output) if " -- sample " in c and "/specs/longlive.yaml" in c)

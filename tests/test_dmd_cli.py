@@ -1,4 +1,4 @@
-"""Bad input to `raven train dmd` gives clear messages before any training (SPEC §4 stage options)."""
+"""Bad input to `raven train dmd` gives clear messages before any training (docs/method.md §4 stage options)."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""DMD formulas of SPEC §4 on hand-computed cases, and autograd against the analytic gradient."""
+"""DMD formulas of docs/method.md §4 on hand-computed cases, and autograd against the analytic gradient."""
 
 from __future__ import annotations
 

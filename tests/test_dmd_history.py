@@ -1,7 +1,7 @@
-"""History modes of the DMD generator step (SPEC §7): inputs per mode and where gradient flows.
+"""History modes of the DMD generator step (docs/method.md §7): inputs per mode and where gradient flows.
 
 `FrameAttention` is a one-layer attention network over latent-frame tokens that implements the
-`CausalForwards` masks of SPEC §3 with SDPA boolean masks; it lets these tests see gradients per
+`CausalForwards` masks of docs/method.md §3 with SDPA boolean masks; it lets these tests see gradients per
 history frame (its position table has one row per latent frame).
 """
 
@@ -52,7 +52,7 @@ class FrameAttention(torch.nn.Module):
         x = torch.cat([p[0] for p in pieces], dim=2)
         tt = torch.cat([p[1] for p in pieces], dim=1)
         q, k, v = self.qkv_of(x, tt, torch.tensor([f for group in frames for f in group]))
-        # N_j sees {N_j, C_0..C_(j-1)}; C_j sees {C_j, C_0..C_(j-1)} (SPEC §3)
+        # N_j sees {N_j, C_0..C_(j-1)}; C_j sees {C_j, C_0..C_(j-1)} (docs/method.md §3)
         mask = torch.tensor([[(kj < qj and not kn) or (kj == qj and kn == qn) for kj, kn in splits] for qj, qn in splits])
         h = F.scaled_dot_product_attention(q, k, v, attn_mask=mask)
         noisy_rows = torch.tensor([n for _, n in splits])
@@ -135,7 +135,7 @@ def test_real_latent_modes_without_clips_are_a_clear_error():
 
 
 def test_fixture_interleaved_equals_streaming_with_the_same_history():
-    # SPEC §3 consequence: noisy-split outputs equal streaming with a cache built from the same clean chunks.
+    # docs/method.md §3 consequence: noisy-split outputs equal streaming with a cache built from the same clean chunks.
     torch.manual_seed(0)
     student, rollout = FrameAttention(), make_rollout()
     noisy, t = rollout.states[2], torch.full((2, FRAMES), 833)

@@ -1,4 +1,4 @@
-"""Where the generator step's gradient flows with the real causal Wan (SPEC §3, §7), not a fixture:
+"""Where the generator step's gradient flows with the real causal Wan (docs/method.md §3, §7), not a fixture:
 RAVEN's last-chunk loss reaches the keys of the clean history (computed with gradient in the interleaved
 forward) and never the other noisy chunks; Self Forcing's cache is built under no-grad, so nothing
 before the last chunk's own forward gets gradient."""

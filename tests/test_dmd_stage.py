@@ -1,4 +1,4 @@
-"""`raven train dmd` end to end at smoke scale (SPEC §4, §7): real micro Wan student/critic, the toy
+"""`raven train dmd` end to end at smoke scale (docs/method.md §4, §7): real micro Wan student/critic, the toy
 world's exact teacher, rollouts by the consistency sampler, the one training loop.
 
 A 4-iteration run writes model/model_ema/summary; a rerun resumes from the last checkpoint without

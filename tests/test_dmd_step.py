@@ -1,4 +1,4 @@
-"""The DMD step (SPEC §4): chunk-weighted DMD loss, its gradient, the critic's loss, Re-DMD weights."""
+"""The DMD step (docs/method.md §4): chunk-weighted DMD loss, its gradient, the critic's loss, Re-DMD weights."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""VBench aggregation (SPEC §10) on hand-computed inputs, and the protocol's counts."""
+"""VBench aggregation (docs/method.md §10) on hand-computed inputs, and the protocol's counts."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""Causal ODE initialisation (SPEC §6): chunk-by-chunk ODE trajectories of the exact causal teacher and
+"""Causal ODE initialisation (docs/method.md §6): chunk-by-chunk ODE trajectories of the exact causal teacher and
 their shards. The exact teacher works on pixels; the pixel codec is a permutation, so pixels stand in
 for latents here (C = 3, F = T)."""
 

@@ -1,4 +1,4 @@
-"""The causal forwards of SPEC §3 on a tiny Wan transformer: equivalences with known answers."""
+"""The causal forwards of docs/method.md §3 on a tiny Wan transformer: equivalences with known answers."""
 
 import pytest
 import torch

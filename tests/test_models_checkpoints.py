@@ -239,7 +239,7 @@ def fsdp_wrapped(state: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
             if ".blocks." in f".{k}" else k: v for k, v in state.items()}
 
 
-# The released baselines' layouts (SPEC §9): (file, entries written, entry weights.baselines names).
+# The released baselines' layouts (docs/method.md §9): (file, entries written, entry weights.baselines names).
 PUBLISHED = {
     "causvid": ("autoregressive_checkpoint/model.pt", ("generator",), "generator"),
     "self_forcing": ("self_forcing_dmd.pt", ("generator", "generator_ema"), "generator_ema"),

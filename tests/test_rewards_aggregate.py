@@ -1,4 +1,4 @@
-"""Reward aggregation and advantages on hand-computed groups (SPEC §8)."""
+"""Reward aggregation and advantages on hand-computed groups (docs/method.md §8)."""
 
 from __future__ import annotations
 

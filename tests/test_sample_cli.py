@@ -88,7 +88,7 @@ def test_bad_arguments_are_clear(setup):
 
 
 def test_a_released_base_plus_lora_samples_as_its_merged_model(setup):
-    """LongLive's layout (SPEC §9): `--model base.pt --model-key generator_ema --lora lora.pt` samples exactly
+    """LongLive's layout (docs/method.md §9): `--model base.pt --model-key generator_ema --lora lora.pt` samples exactly
     what the merged model sampled from a folder does."""
     import copy
 

@@ -1,4 +1,4 @@
-"""Streaming generation (SPEC §2, §3, §9) with a tiny random Wan transformer: seeds, trajectory, equivalences."""
+"""Streaming generation (docs/method.md §2, §3, §9) with a tiny random Wan transformer: seeds, trajectory, equivalences."""
 
 import itertools
 
@@ -63,7 +63,7 @@ def test_trajectory_layout_noise_draws_and_final_prediction(parts, generation):
     assert generation.times == TIMES and len(generation.states) == len(generation.predictions) == 4
     assert all(state.shape == (2, channels, frames, height, width) for state in generation.states)
     assert torch.equal(generation.predictions[-1], generation.latents)
-    # sample 0, chunk 0 draws: initial noise, then fresh noise for steps 938, 833, 625 (SPEC §2, not DDIM)
+    # sample 0, chunk 0 draws: initial noise, then fresh noise for steps 938, 833, 625 (docs/method.md §2, not DDIM)
     draws = seed_draws(11, [(channels, 3, height, width)] * 4)
     chunk = slice(0, 3)
     assert torch.equal(generation.states[0][0, :, chunk], draws[0])
@@ -84,7 +84,7 @@ def test_rollout_carries_the_trajectory(generation, parts, forwards):
 
 
 def test_model_calls_equal_interleaved_and_block_causal_forwards_on_the_same_tokens(parts, forwards, generation):
-    """SPEC §3: the interleaved forward's noisy outputs (history = the rollout's x0) equal the streaming
+    """docs/method.md §3: the interleaved forward's noisy outputs (history = the rollout's x0) equal the streaming
     calls, and a block-causal forward over [clean history at t = 0 ; noisy last chunk] does too."""
     _, _, text, _ = parts
     x0 = generation.latents
@@ -138,7 +138,7 @@ def test_euler_maruyama_without_noise_follows_the_euler_ode(parts, forwards):
 
 
 def test_the_release_kernel_keeps_noise_at_the_last_step_and_flow_grpos_does_not(parts, forwards):
-    """SPEC §8: the release's Euler–Maruyama kernel draws noise on the step to s = 0; Flow-GRPO's returns x̂0."""
+    """docs/method.md §8: the release's Euler–Maruyama kernel draws noise on the step to s = 0; Flow-GRPO's returns x̂0."""
     _, _, text, _ = parts
     with torch.no_grad():
         release = generate(forwards, text, [3, 4], timesteps=TIMES, record=True, kernel="euler_maruyama", eta=0.4)

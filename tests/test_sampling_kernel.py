@@ -1,4 +1,4 @@
-"""The sampler kernels of SPEC §2 and §8 on hand-computed cases; log-density gradients against autograd."""
+"""The sampler kernels of docs/method.md §2 and §8 on hand-computed cases; log-density gradients against autograd."""
 
 import math
 
@@ -72,7 +72,7 @@ def test_log_prob_gradient_matches_autograd_for_mean_and_prediction():
 
 
 def test_cm_grpo_target_gives_minus_advantage_times_the_log_prob_gradient():
-    """SPEC §8: loss (x̂0 − sg(x̂0 + Â·A/(2σ²)·(x_s − μ)))² has gradient −Â·∇_x̂0 log N(x_s; μ, σ²)."""
+    """docs/method.md §8: loss (x̂0 − sg(x̂0 + Â·A/(2σ²)·(x_s − μ)))² has gradient −Â·∇_x̂0 log N(x_s; μ, σ²)."""
     generator = torch.Generator().manual_seed(2)
     x0_hat = torch.randn(2, 3, 3, 2, 2, generator=generator, dtype=torch.float64, requires_grad=True)
     advantage = torch.tensor([1.5, -0.5], dtype=torch.float64).view(-1, 1, 1, 1, 1)
@@ -124,7 +124,7 @@ def test_flow_grpo_convention_uses_the_first_step_below_1000_and_a_deterministic
 
 
 def test_release_convention_hand_computed_first_and_last_steps():
-    """The release's kernel (SPEC §8): σ_max = 1 at t = 1000, A = 0 clamped to 1e-6; noise kept at s = 0."""
+    """The release's kernel (docs/method.md §8): σ_max = 1 at t = 1000, A = 0 clamped to 1e-6; noise kept at s = 0."""
     x_t, x0_hat = torch.ones(1, 1, 1, 1, 1, dtype=torch.float64), torch.full((1, 1, 1, 1, 1), 0.5, dtype=torch.float64)
     assert em_sigma_max(TIMES, "release") == 1.0
     # t = 1000 → 938, η = 0.4: v = 0.5, ε̂ = x_t = 1, g² = 0.16·(1 + 1/1e-6) = 160000.16, Δ = −0.062:

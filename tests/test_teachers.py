@@ -1,4 +1,4 @@
-"""The DMD teacher interface (SPEC §4): the Wan path with a tiny random model in the real format."""
+"""The DMD teacher interface (docs/method.md §4): the Wan path with a tiny random model in the real format."""
 
 from __future__ import annotations
 

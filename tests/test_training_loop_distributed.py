@@ -1,4 +1,4 @@
-"""2 gloo processes on CPU give the same parameters as 1 process with the same global batch (SPEC §5
+"""2 gloo processes on CPU give the same parameters as 1 process with the same global batch (docs/method.md §5
 loss reduction with an all-reduced denominator; ranks hold unequal batches: 2 + 1 samples)."""
 
 from __future__ import annotations

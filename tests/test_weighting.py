@@ -1,4 +1,4 @@
-"""Chunk-wise loss weighting (SPEC §5) on hand-computed cases."""
+"""Chunk-wise loss weighting (docs/method.md §5) on hand-computed cases."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""`raven ode pairs`: ODE trajectories of a teacher for the causal ODE initialisation (SPEC §6 step 2)."""
+"""`raven ode pairs`: ODE trajectories of a teacher for the causal ODE initialisation (docs/method.md §6 step 2)."""
 
 from __future__ import annotations
 

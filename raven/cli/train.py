@@ -1,7 +1,7 @@
 """`raven train <trainer>`: every trainer runs the one loop of `raven.training.loop`.
 
-Trainers: `base` (bidirectional base model, SPEC §1), `causal-teacher` and `ode-init` (SPEC §6),
-`dmd` (SPEC §4, §5, §7) and `cmgrpo` (SPEC §8).
+Trainers: `base` (bidirectional base model, docs/method.md §1), `causal-teacher` and `ode-init` (docs/method.md §6),
+`dmd` (docs/method.md §4, §5, §7) and `cmgrpo` (docs/method.md §8).
 Each writes checkpoints, `<out>/model`, `<out>/model_ema` and `<out>/summary.json` last; a rerun resumes.
 """
 
@@ -24,7 +24,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     base.add_argument("--out", required=True, help=OUT_HELP)
     base.set_defaults(handler=run_base)
 
-    teacher = commands.add_parser("causal-teacher", help="block-causal teacher by teacher forcing (SPEC §6 step 1)")
+    teacher = commands.add_parser("causal-teacher", help="block-causal teacher by teacher forcing (docs/method.md §6 step 1)")
     teacher.add_argument("--spec", required=True, help="resolved run spec YAML (raven spec)")
     teacher.add_argument("--init", help="base model folder (save_pretrained); not needed for kind 'exact'")
     data = teacher.add_mutually_exclusive_group()
@@ -33,14 +33,14 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     teacher.add_argument("--out", required=True, help=OUT_HELP)
     teacher.set_defaults(handler=run_causal_teacher)
 
-    ode_init = commands.add_parser("ode-init", help="regress the few-step causal student on ODE pairs (SPEC §6)")
+    ode_init = commands.add_parser("ode-init", help="regress the few-step causal student on ODE pairs (docs/method.md §6)")
     ode_init.add_argument("--spec", required=True, help="resolved run spec YAML (raven spec)")
     ode_init.add_argument("--pairs", required=True, help="folder written by `raven ode pairs`")
     ode_init.add_argument("--init", required=True, help="base model folder (save_pretrained)")
     ode_init.add_argument("--out", required=True, help=OUT_HELP)
     ode_init.set_defaults(handler=run_ode_init)
 
-    dmd = commands.add_parser("dmd", help="DMD of the causal student with a history mode (SPEC §4, §7)")
+    dmd = commands.add_parser("dmd", help="DMD of the causal student with a history mode (docs/method.md §4, §7)")
     dmd.add_argument("--spec", required=True, help="resolved run spec YAML (raven spec)")
     dmd.add_argument("--init", required=True, help="ODE-init student folder (<ode_init out>/model)")
     dmd.add_argument("--prompts", required=True, help="training prompt file (raven data prompts)")
@@ -50,7 +50,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     dmd.add_argument("--out", required=True, help=OUT_HELP)
     dmd.set_defaults(handler=run_dmd)
 
-    cmgrpo = commands.add_parser("cmgrpo", help="CM-GRPO (or Flow-GRPO) of the causal student with rewards (SPEC §8)")
+    cmgrpo = commands.add_parser("cmgrpo", help="CM-GRPO (or Flow-GRPO) of the causal student with rewards (docs/method.md §8)")
     cmgrpo.add_argument("--spec", required=True, help="resolved run spec YAML (raven spec)")
     cmgrpo.add_argument("--init", required=True, help="student folder to start from (<dmd out>/model_ema)")
     cmgrpo.add_argument("--prompts", required=True, help="training prompt file (raven data prompts)")

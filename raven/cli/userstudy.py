@@ -1,4 +1,4 @@
-"""`raven userstudy prepare|serve|simulate|export|analyze`: the blinded pairwise user study (SPEC §10)."""
+"""`raven userstudy prepare|serve|simulate|export|analyze`: the blinded pairwise user study (docs/method.md §10)."""
 
 from __future__ import annotations
 

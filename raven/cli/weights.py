@@ -1,4 +1,4 @@
-"""`raven weights plot`: the chunk weight curves of weighting specs (the paper's Figure 5, SPEC §5)."""
+"""`raven weights plot`: the chunk weight curves of weighting specs (the paper's Figure 5, docs/method.md §5)."""
 
 from __future__ import annotations
 

@@ -1,6 +1,6 @@
 """The rows of config/experiments.yaml as one scale runs them.
 
-- A baseline row whose released checkpoint the scale gives (`weights.baselines.<row>`, SPEC §9) is
+- A baseline row whose released checkpoint the scale gives (`weights.baselines.<row>`, docs/method.md §9) is
   `method: released` there: sampled from that checkpoint with the row's inference settings (its
   `overrides`), trained nowhere; its recipe line is the row's `released` line. Elsewhere (toy scales) the
   row is the miniature its `method` trains.

@@ -128,7 +128,7 @@ class ChunkSpec(Section):
 
 
 class SamplerSpec(Section):
-    """The student's few-step sampler (SPEC §2) or a baseline's step list (SPEC §9)."""
+    """The student's few-step sampler (docs/method.md §2) or a baseline's step list (docs/method.md §9)."""
 
     kind: Literal["consistency", "euler_maruyama", "rolling"] = "consistency"
     num_steps: int = Field(default=4, gt=0)
@@ -137,7 +137,7 @@ class SamplerSpec(Section):
     timesteps: list[int] | None = None
     eta: float = Field(default=0.0, ge=0)
     em_convention: Literal["release", "flow_grpo"] = Field(
-        default="release", description="Euler-Maruyama kernel (kind euler_maruyama, SPEC §8): `release`, the "
+        default="release", description="Euler-Maruyama kernel (kind euler_maruyama, docs/method.md §8): `release`, the "
         "release's kernel the paper's Flow-GRPO rows used (sigma_max 1 at t = 1000, noise kept at the last step), "
         "or `flow_grpo`, Flow-GRPO's own (sigma_max the first step below 1000, deterministic last step)")
     guidance: float = Field(default=1.0, ge=0)
@@ -153,7 +153,7 @@ class OptimSpec(Section):
 
 
 class BaselineWeights(Section):
-    """A baseline's released checkpoint (SPEC §9): the file or folder, the entry holding the weights
+    """A baseline's released checkpoint (docs/method.md §9): the file or folder, the entry holding the weights
     (`generator` or `generator_ema`; None: the first present), and an optional LoRA merged into it (LongLive)."""
 
     path: Path

@@ -1,4 +1,4 @@
-"""OpenVid(-HD) clips from a local folder → training clips (SPEC §11).
+"""OpenVid(-HD) clips from a local folder → training clips (docs/method.md §11).
 
 The folder holds OpenVid's CSV (columns `video`: the mp4 file name, `caption`) and the mp4 files, either
 beside the CSV or in a `videos/` subfolder. Each clip is upsampled through the frame interpolator to
@@ -22,7 +22,7 @@ from raven.data.video import VideoError, read_mp4
 
 log = logging.getLogger(__name__)
 
-UPSAMPLE = 3  # 16 fps clips: RIFE to 48 fps, then a stride of 3 (SPEC §11)
+UPSAMPLE = 3  # 16 fps clips: RIFE to 48 fps, then a stride of 3 (docs/method.md §11)
 
 
 def build_interpolator(kind: str, rife_path: Path | None) -> Interpolator:

@@ -1,4 +1,4 @@
-"""Prompt files: reading user files defensively, VidProM filtering, dedup, seeded samples (SPEC §11).
+"""Prompt files: reading user files defensively, VidProM filtering, dedup, seeded samples (docs/method.md §11).
 
 A prompt file is UTF-8 text, one prompt per line; blank lines are ignored. Binary data, invalid UTF-8,
 control characters, over-long lines and files without a prompt are errors naming the file and line.

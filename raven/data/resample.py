@@ -1,4 +1,4 @@
-"""Temporal resampling through a frame interpolator, and centre crop + resize (SPEC §11).
+"""Temporal resampling through a frame interpolator, and centre crop + resize (docs/method.md §11).
 
 The paper upsamples OpenVid-HD to 48 fps with RIFE and keeps every third frame (16 fps):
 `resample_fps(frames, fps, 48, rife, keep_every=3)` computes exactly the kept frames. Interpolators:

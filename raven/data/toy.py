@@ -1,5 +1,5 @@
 """Toy-world clips for the real-video path: rendered at a lower fps, resampled to the training fps by
-the same interpolator as real clips (SPEC §11), so the shard writer, reader and resampler all run."""
+the same interpolator as real clips (docs/method.md §11), so the shard writer, reader and resampler all run."""
 
 from __future__ import annotations
 

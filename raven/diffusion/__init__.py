@@ -1,4 +1,4 @@
-"""Flow-matching schedule, samplers, transition kernels and the streaming generator (SPEC §1–§3, §8, §9)."""
+"""Flow-matching schedule, samplers, transition kernels and the streaming generator (docs/method.md §1–§3, §8, §9)."""
 
 from raven.diffusion.schedule import sampling_timesteps
 

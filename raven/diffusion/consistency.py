@@ -1,9 +1,9 @@
-"""The student's samplers as Gaussian Markov kernels (SPEC §2, §8).
+"""The student's samplers as Gaussian Markov kernels (docs/method.md §2, §8).
 
 Every step from time t to time s draws `x_s = μ + σ·ε'` with FRESH noise ε' ~ N(0, I):
-- `consistency` (SPEC §2): `μ = A(s)·x̂0`, `σ = B(s) = s/1000`, A(s) = 1 − s/1000. Not DDIM: the
+- `consistency` (docs/method.md §2): `μ = A(s)·x̂0`, `σ = B(s) = s/1000`, A(s) = 1 − s/1000. Not DDIM: the
   predicted noise is not reused.
-- `euler_maruyama` (the Flow-GRPO comparison, SPEC §8): the SDE step with noise level η, in the release's
+- `euler_maruyama` (the Flow-GRPO comparison, docs/method.md §8): the SDE step with noise level η, in the release's
   convention or Flow-GRPO's, see `euler_maruyama_mean_std`.
 The step to s = 0 is deterministic (returns x̂0) for the consistency kernel and Flow-GRPO's convention; the
 release's Euler–Maruyama keeps its noise there. CM-GRPO never trains that step (`skip_timesteps = 1`).
@@ -35,7 +35,7 @@ def _sigma(time: Time, like: torch.Tensor) -> torch.Tensor:
 
 
 def transition_mean_std(x0_hat: torch.Tensor, s: Time) -> tuple[torch.Tensor, torch.Tensor]:
-    """The consistency kernel p(x_s | x_t) = N(μ, σ²I): μ = A(s)·x̂0, σ = B(s) = s/1000 (SPEC §2).
+    """The consistency kernel p(x_s | x_t) = N(μ, σ²I): μ = A(s)·x̂0, σ = B(s) = s/1000 (docs/method.md §2).
 
     σ is returned broadcastable against x̂0 (zero where s = 0: the deterministic last step).
     """
@@ -44,7 +44,7 @@ def transition_mean_std(x0_hat: torch.Tensor, s: Time) -> tuple[torch.Tensor, to
 
 
 def em_sigma_max(timesteps: Sequence[int], convention: EmConvention) -> float:
-    """The σ that stands in for σ_t = 1 in the Euler–Maruyama noise scale g_t (SPEC §8): 1 in the release
+    """The σ that stands in for σ_t = 1 in the Euler–Maruyama noise scale g_t (docs/method.md §8): 1 in the release
     (its A(σ_max) = 0 is then clamped to 1e-6), the first sampling time below 1000 in Flow-GRPO (e.g. 0.938)."""
     if convention == "release" or len(timesteps) < 2:
         return 1.0
@@ -55,7 +55,7 @@ def euler_maruyama_mean_std(
     x_t: torch.Tensor, x0_hat: torch.Tensor, t: Time, s: Time, eta: float, sigma_max: float,
     convention: EmConvention = "release",
 ) -> tuple[torch.Tensor, torch.Tensor]:
-    """The Euler–Maruyama kernel of the Flow-GRPO comparison with noise level η (SPEC §8).
+    """The Euler–Maruyama kernel of the Flow-GRPO comparison with noise level η (docs/method.md §8).
 
     With σ_t = t/1000, σ_s = s/1000, Δ = σ_s − σ_t < 0, velocity v = (x_t − x̂0)/σ_t and predicted noise
     ε̂ = x_t + (1 − σ_t)·v, the reverse SDE of the flow x_t = (1 − σ)x0 + σε discretised by Euler–Maruyama:
@@ -104,7 +104,7 @@ def kernel_mean_std(
 
 
 def consistency_step(x0_hat: torch.Tensor, s: Time, noise: torch.Tensor) -> torch.Tensor:
-    """One consistency step to time s: `x_s = (1 − s/1000)·x̂0 + (s/1000)·ε'`, ε' fresh noise (SPEC §2)."""
+    """One consistency step to time s: `x_s = (1 − s/1000)·x̂0 + (s/1000)·ε'`, ε' fresh noise (docs/method.md §2)."""
     mean, std = transition_mean_std(x0_hat, s)
     return mean + std * noise
 
@@ -119,7 +119,7 @@ def euler_maruyama_step(
 
 
 def gaussian_log_prob(x: torch.Tensor, mean: torch.Tensor, std: torch.Tensor | float) -> torch.Tensor:
-    """Per-sample log N(x; μ, σ²I), summed over every element of a sample: [B] (SPEC §8).
+    """Per-sample log N(x; μ, σ²I), summed over every element of a sample: [B] (docs/method.md §8).
 
     `std` broadcasts against x and must be positive (CM-GRPO clamps it to at least 1e-6). Its gradient
     with respect to μ is (x − μ)/σ².

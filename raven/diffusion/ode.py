@@ -1,4 +1,4 @@
-"""Many-step Euler sampler of the flow-matching ODE with classifier-free guidance (SPEC §1, §6).
+"""Many-step Euler sampler of the flow-matching ODE with classifier-free guidance (docs/method.md §1, §6).
 
 The denoiser is an x0-PREDICTING callable `denoise(x_t, t) -> x̂0` (t an integer tensor [B] or [B, F]);
 a velocity model plugs in through `x0_from_velocity`. The ODE dx/dσ = v = (x_t − x̂0)/σ, one Euler step
@@ -46,7 +46,7 @@ def euler_sample(denoise: Denoiser, noise: torch.Tensor, timesteps: Sequence[int
     """Integrate from `noise` at timesteps[0] through every listed time down to timesteps[-1] (usually 0).
 
     With `record`, also return the state fed to the denoiser at each time {t: x_t} (ODE trajectories for
-    the causal ODE initialisation, SPEC §6).
+    the causal ODE initialisation, docs/method.md §6).
     """
     times = list(timesteps)
     if any(a <= b for a, b in zip(times, times[1:])):

@@ -1,4 +1,4 @@
-"""Flow-matching schedule and timestep samplers (SPEC §1) and the sampler's step list (SPEC §2).
+"""Flow-matching schedule and timestep samplers (docs/method.md §1) and the sampler's step list (docs/method.md §2).
 
 Time is an integer t in [0, 1000]; sigma = t / 1000. The network predicts velocity v = eps - x0.
 """
@@ -48,7 +48,7 @@ def velocity_target(x0: torch.Tensor, noise: torch.Tensor) -> torch.Tensor:
 
 
 def cfg_combine(cond: torch.Tensor, negative: torch.Tensor, guidance: float) -> torch.Tensor:
-    """Classifier-free guidance (SPEC §4, §8): negative + g·(cond − negative); g = 1 gives cond.
+    """Classifier-free guidance (docs/method.md §4, §8): negative + g·(cond − negative); g = 1 gives cond.
 
     The one combination every guided prediction uses (x̂0 or velocity: the map between them is affine
     in the prediction, so guiding either gives the same x̂0).
@@ -79,7 +79,7 @@ def sampling_timesteps(num_steps: int, shift: float, warp: bool = True) -> list[
 def uniform_shift_timesteps(
     batch: int, shift: float, low: float, high: float, generator: torch.Generator | None = None
 ) -> torch.Tensor:
-    """t = round(1000 (a + (b - a) u')), u' the shifted uniform (SPEC §1). RAVEN: s = 5 on [0.02, 0.98]."""
+    """t = round(1000 (a + (b - a) u')), u' the shifted uniform (docs/method.md §1). RAVEN: s = 5 on [0.02, 0.98]."""
     u = torch.rand(batch, generator=generator, dtype=torch.float64)
     warped = shift_warp(u, shift)
     return torch.round(NUM_TRAIN_TIMESTEPS * (low + (high - low) * warped)).long()
@@ -94,7 +94,7 @@ def logit_normal_timesteps(
 
 
 def mode_curve(u: torch.Tensor | float, scale: float) -> torch.Tensor | float:
-    """f_s(u) = 1 − u − s·(cos²(πu/2) − 1 + u), SD3's mode sampling curve (SPEC §5's `mode_<s>`)."""
+    """f_s(u) = 1 − u − s·(cos²(πu/2) − 1 + u), SD3's mode sampling curve (docs/method.md §5's `mode_<s>`)."""
     cos = torch.cos if isinstance(u, torch.Tensor) else math.cos
     return 1 - u - scale * (cos(math.pi * u / 2) ** 2 - 1 + u)
 
@@ -106,7 +106,7 @@ def mode_timesteps(batch: int, scale: float, generator: torch.Generator | None =
 
 
 def student_timesteps(spec) -> list[int]:
-    """The student's sampling times of a run spec (SPEC §2, §9): `sampler.timesteps` when given, else the
+    """The student's sampling times of a run spec (docs/method.md §2, §9): `sampler.timesteps` when given, else the
     grid of `sampler.num_steps` warped by `sampler.shift` (unless `sampler.warp` is false)."""
     sampler = spec.sampler
     if sampler.timesteps is not None:

@@ -1,4 +1,4 @@
-"""Streaming (chunk-autoregressive) generation with a KV cache (SPEC §2, §3) and the baseline modes (SPEC §9).
+"""Streaming (chunk-autoregressive) generation with a KV cache (docs/method.md §2, §3) and the baseline modes (docs/method.md §9).
 
 Per chunk: the sampler's steps each forward only the chunk's tokens against [cached clean history ; chunk]
 (`forwards.chunk`); then the clean chunk is run once more at t = 0 and its keys/values appended to the
@@ -182,12 +182,12 @@ def generate(
     eta: float = 0.0,
     em_convention: EmConvention = "release",
 ) -> Generation:
-    """Generate a batch of videos chunk by chunk with the KV cache (SPEC §2, §3, §9).
+    """Generate a batch of videos chunk by chunk with the KV cache (docs/method.md §2, §3, §9).
 
     `text` [B, L, D] is the text encoder's output, `seeds[b]` seeds sample b's noise. `timesteps` is the
     step list without the final 0 (e.g. [1000, 938, 833, 625]); `num_chunks` may exceed the training
     horizon. `on_chunk(j, x0_chunk)` is called as soon as chunk j is clean. `kernel` is `consistency`
-    (SPEC §2) or `euler_maruyama` with noise level `eta` in `em_convention` (SPEC §8).
+    (docs/method.md §2) or `euler_maruyama` with noise level `eta` in `em_convention` (docs/method.md §8).
     """
     times = check_timesteps(timesteps)
     if len(seeds) != text.shape[0]:
@@ -216,7 +216,7 @@ def _frame_times(time_value: int, batch: int, frames: int, device: torch.device)
 
 def _stream(sampler: Sampler, sizes: list[int], times: list[int], noise: SampleNoise, recorder: Recorder,
             clock: ChunkClock, on_chunk: ChunkCallback | None, like: torch.Tensor) -> torch.Tensor:
-    """Chunk by chunk: all steps on the chunk, then the t = 0 cache refresh (SPEC §3)."""
+    """Chunk by chunk: all steps on the chunk, then the t = 0 cache refresh (docs/method.md §3)."""
     batch, latents = like.shape[0], torch.empty_like(like)
     cache = sampler.new_cache(batch)
     for j, (start, size) in enumerate(zip(chunk_starts(sizes), sizes)):
@@ -245,7 +245,7 @@ class WindowChunk:
 
 def _rolling(sampler: Sampler, sizes: list[int], times: list[int], window: int, noise: SampleNoise,
              recorder: Recorder, clock: ChunkClock, on_chunk: ChunkCallback | None, like: torch.Tensor) -> torch.Tensor:
-    """Rolling Forcing (SPEC §9): a window of chunks at staggered steps, denoised jointly, sliding by one."""
+    """Rolling Forcing (docs/method.md §9): a window of chunks at staggered steps, denoised jointly, sliding by one."""
     if window != len(times):
         raise ValueError(f"rolling_window {window} must equal the number of sampling steps {len(times)}: each chunk "
                          "spends one window position per step (sampler.rolling_window / sampler.timesteps)")

@@ -1,4 +1,4 @@
-"""What a sampler hands to training (SPEC §2, §3): the causal forwards it drives and the rollout it records.
+"""What a sampler hands to training (docs/method.md §2, §3): the causal forwards it drives and the rollout it records.
 
 `CausalForwards` is the interface of the causal student's forwards (implemented in `raven.models.causal`);
 `Rollout` is one streaming generation's trajectory; `trajectory_states` gathers a per-sample step from it.
@@ -15,7 +15,7 @@ import torch
 
 
 class CausalForwards(Protocol):
-    """The causal student's forwards (SPEC §3). Times are per latent frame, [B, F]; outputs are velocities."""
+    """The causal student's forwards (docs/method.md §3). Times are per latent frame, [B, F]; outputs are velocities."""
 
     def interleaved(self, noisy: torch.Tensor, t: torch.Tensor, clean: torch.Tensor, text: torch.Tensor) -> torch.Tensor:
         """RAVEN's packed `[N0 | C0 | … | N(K−1)]` forward; returns the noisy splits' outputs, full length."""
@@ -27,7 +27,7 @@ class CausalForwards(Protocol):
         """An empty streaming KV cache."""
 
     def chunk(self, x: torch.Tensor, t: torch.Tensor, start_frame: int, text: torch.Tensor, cache: Any) -> torch.Tensor:
-        """One chunk's forward attending to [cache ; chunk] (streaming inference, SPEC §3)."""
+        """One chunk's forward attending to [cache ; chunk] (streaming inference, docs/method.md §3)."""
 
     def extend_cache(self, clean: torch.Tensor, start_frame: int, text: torch.Tensor, cache: Any) -> None:
         """Append the clean chunk's keys/values from a t = 0 pass."""
@@ -35,7 +35,7 @@ class CausalForwards(Protocol):
 
 @dataclass(frozen=True)
 class Rollout:
-    """What the generator step needs from a rollout (SPEC §2): states fed at each step, their times, x0."""
+    """What the generator step needs from a rollout (docs/method.md §2): states fed at each step, their times, x0."""
 
     x0: torch.Tensor
     states: Sequence[torch.Tensor]
@@ -43,7 +43,7 @@ class Rollout:
 
 
 def trajectory_states(rollout: Rollout, k: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-    """Per sample b, the state xt[k_b] of the rollout and its time [B] (SPEC §4 step 3, SPEC §8)."""
+    """Per sample b, the state xt[k_b] of the rollout and its time [B] (docs/method.md §4 step 3, docs/method.md §8)."""
     states = torch.stack([rollout.states[int(kb)][b] for b, kb in enumerate(k)])
     times = torch.tensor([rollout.times[int(kb)] for kb in k], dtype=torch.long, device=states.device)
     return states, times

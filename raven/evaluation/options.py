@@ -39,7 +39,7 @@ class UnifiedRewardOptions(Section):
 
 class UserStudyOptions(Section):
     """`stages.userstudy`: blinded A/B pairs of `method` against every other method whose samples are given
-    (the `user_study` table of config/experiments.yaml lists them; SPEC §10)."""
+    (the `user_study` table of config/experiments.yaml lists them; docs/method.md §10)."""
 
     method: str = "raven"
     prompts: int = Field(default=100, gt=0)

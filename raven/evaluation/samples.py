@@ -64,7 +64,7 @@ def write_samples(folder: str | Path, videos: np.ndarray, prompts: list[str], se
 
 
 def sample_seeds(prompts: list[str], seeds_per_prompt: int, base_seed: int) -> tuple[list[str], list[int]]:
-    """Prompt-major file order: video p·seeds + r is prompt p with seed `base_seed` + its index (SPEC §10)."""
+    """Prompt-major file order: video p·seeds + r is prompt p with seed `base_seed` + its index (docs/method.md §10)."""
     repeated = [prompt for prompt in prompts for _ in range(seeds_per_prompt)]
     return repeated, [base_seed + index for index in range(len(repeated))]
 

@@ -1,4 +1,4 @@
-"""VBench's Total / Quality / Semantic aggregation (SPEC §10), with the constants of VBench's
+"""VBench's Total / Quality / Semantic aggregation (docs/method.md §10), with the constants of VBench's
 `scripts/constant.py` and the formula of `scripts/cal_final_score.py`.
 
 Per dimension: (raw − Min) / (Max − Min) × weight (0.5 for dynamic degree, 1 otherwise);
@@ -59,7 +59,7 @@ def normalised_scores(dimension_scores: Mapping[str, float],
 
 def vbench_scores(dimension_scores: Mapping[str, float],
                   bounds: Mapping[str, tuple[float, float]] = VBENCH_BOUNDS) -> dict[str, float]:
-    """{total, quality, semantic} (fractions) from the 16 raw dimension scores (SPEC §10)."""
+    """{total, quality, semantic} (fractions) from the 16 raw dimension scores (docs/method.md §10)."""
     normalised = normalised_scores(dimension_scores, bounds)
     quality = sum(normalised[n] for n in QUALITY_DIMENSIONS) / sum(WEIGHTS[n] for n in QUALITY_DIMENSIONS)
     semantic = sum(normalised[n] for n in SEMANTIC_DIMENSIONS) / sum(WEIGHTS[n] for n in SEMANTIC_DIMENSIONS)

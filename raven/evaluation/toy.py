@@ -1,7 +1,7 @@
 """The toy-world benchmark: the tiny scale's evaluator, built on the toy-world parser.
 
 TOY-WORLD SCORES, not VBench: every VBench dimension gets a stand-in measured exactly by the parser,
-then the same Quality / Semantic / Total formula (SPEC §10) aggregates them, with bounds 0..1
+then the same Quality / Semantic / Total formula (docs/method.md §10) aggregates them, with bounds 0..1
 (the stand-ins are fractions by construction). Per video:
 
 | VBench dimension       | toy-world stand-in                                                        |

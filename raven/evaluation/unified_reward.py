@@ -1,4 +1,4 @@
-"""UnifiedReward-qwen (Qwen2.5-VL) point scores of generated videos; the main table's Dyn. Deg. (SPEC §10).
+"""UnifiedReward-qwen (Qwen2.5-VL) point scores of generated videos; the main table's Dyn. Deg. (docs/method.md §10).
 
 As the release: frames at 2 fps, the point-score prompt with the (extended) text prompt, greedy
 decoding; the reply rates visual quality, temporal consistency, dynamic degree, text-to-video

@@ -1,4 +1,4 @@
-"""The user study (SPEC §10; the release has no code for it): blinded pairwise A/B judgements of a
+"""The user study (docs/method.md §10; the release has no code for it): blinded pairwise A/B judgements of a
 method against each opponent on Quality, Semantic and Overall.
 
 - `prepare`: for every prompt, opponent and sample k, one pair (method sample k vs opponent sample k)

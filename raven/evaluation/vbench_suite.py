@@ -1,4 +1,4 @@
-"""VBench protocol (SPEC §10) and the adapter that runs VBench in its own virtual environment.
+"""VBench protocol (docs/method.md §10) and the adapter that runs VBench in its own virtual environment.
 
 Protocol: VBench's 946-prompt suite (`data/VBench_full_info.json`, copied from the vbench wheel);
 the generator gets the extended prompt, the file is named by the short prompt `<prompt>-<i>.mp4`;

@@ -1,4 +1,4 @@
-"""Causality on the diffusers Wan transformer (SPEC §3), without forking it.
+"""Causality on the diffusers Wan transformer (docs/method.md §3), without forking it.
 
 One description drives every mode: a packed sequence of *splits*, each a run of latent frames of one
 chunk with a kind (`noisy` or `clean`), its own per-frame times and absolute RoPE frame positions.
@@ -51,7 +51,7 @@ def keeps_history(query_chunk: int, key_chunk: int, sink: int, window: int | Non
 
 
 def split_visibility(splits: Sequence[Split], sink: int, window: int | None) -> torch.Tensor:
-    """[S, S] boolean: may a query of split i see a key of split j (SPEC §3)."""
+    """[S, S] boolean: may a query of split i see a key of split j (docs/method.md §3)."""
     visible = torch.zeros(len(splits), len(splits), dtype=torch.bool)
     for i, query in enumerate(splits):
         for j, key in enumerate(splits):
@@ -304,7 +304,7 @@ class Piece:
 
 
 class CausalWan:
-    """The causal forwards of one Wan transformer (SPEC §3). Times are per latent frame [B, F];
+    """The causal forwards of one Wan transformer (docs/method.md §3). Times are per latent frame [B, F];
     outputs are velocities."""
 
     def __init__(self, model: WanTransformer3DModel, chunk_frames: Sequence[int], sink: int = 0,

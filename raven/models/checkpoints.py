@@ -252,7 +252,7 @@ def to_diffusers_keys(state: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]
 def load_student(path: str | Path, spec: Any, *, key: str | None = None, lora: str | Path | None = None,
                  dtype: torch.dtype = torch.float32) -> torch.nn.Module:
     """A causal student: a folder trained here, or a baseline's released checkpoint as `weights.baselines.<row>`
-    names it (SPEC §9): `path` in any format above, `key` the entry (e.g. `generator_ema` for EMA weights), and
+    names it (docs/method.md §9): `path` in any format above, `key` the entry (e.g. `generator_ema` for EMA weights), and
     for LongLive a `lora` merged into it."""
     if lora is None:
         return load_transformer(path, spec, key=key, dtype=dtype)

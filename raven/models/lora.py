@@ -1,7 +1,7 @@
 """LoRA on the diffusers Wan transformer through peft, injected in place (the model stays a
 `WanTransformer3DModel`, so causal processors, EMA and `save_pretrained` keep working).
 
-- `add_lora(model, rank, alpha)`: a trainable adapter on the modules SPEC §8 lists (self/cross-attention
+- `add_lora(model, rank, alpha)`: a trainable adapter on the modules docs/method.md §8 lists (self/cross-attention
   q, k, v, o; FFN linears; text/time embedding linears; output head); base weights frozen.
 - `save_lora(model, folder)`: peft's folder format (`adapter_config.json` + `adapter_model.safetensors`, keys
   under `base_model.model.` as `PeftModel.save_pretrained` writes them, so `PeftModel.from_pretrained` reads it).
@@ -30,7 +30,7 @@ from raven.models.checkpoints import (
     unwrap,
 )
 
-# SPEC §8, as regular expressions over the diffusers module names (peft matches a string target fully).
+# docs/method.md §8, as regular expressions over the diffusers module names (peft matches a string target fully).
 POLICY_TARGETS = (
     r"blocks\.\d+\.attn[12]\.(to_q|to_k|to_v|to_out\.0)"
     r"|blocks\.\d+\.ffn\.net\.(0\.proj|2)"

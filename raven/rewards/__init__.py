@@ -1,4 +1,4 @@
-"""Rewards (SPEC §8, §10): a registry of named rewards (weight-free toy rewards and adapters of the paper's
+"""Rewards (docs/method.md §8, §10): a registry of named rewards (weight-free toy rewards and adapters of the paper's
 reward models over local weights), their aggregation and group-normalised advantages."""
 
 from raven.rewards.aggregate import (

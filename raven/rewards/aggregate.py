@@ -1,4 +1,4 @@
-"""Reward aggregation and group-normalised advantages (SPEC §8).
+"""Reward aggregation and group-normalised advantages (docs/method.md §8).
 
 - `normalize_then_sum`: z-score each reward within the same-prompt samples of one call,
   `(r − mean)/(std_biased.clamp_min(1e-4) + 1e-5)`, then `R = Σ w_m z_m / Σ |w_m|`.
@@ -47,7 +47,7 @@ def check_weights(rewards: Mapping[str, torch.Tensor], weights: Mapping[str, flo
 
 
 def normalize_then_sum(rewards: Mapping[str, torch.Tensor], weights: Mapping[str, float], groups: Sequence) -> torch.Tensor:
-    """R = Σ_m w_m·z_m / Σ_m |w_m|, z_m the within-group z-score of reward m (SPEC §8). [B] float64."""
+    """R = Σ_m w_m·z_m / Σ_m |w_m|, z_m the within-group z-score of reward m (docs/method.md §8). [B] float64."""
     check_weights(rewards, weights)
     valid = valid_samples(rewards, weights)
     total = sum(abs(w) for w in weights.values())
@@ -57,7 +57,7 @@ def normalize_then_sum(rewards: Mapping[str, torch.Tensor], weights: Mapping[str
 
 
 def sum_then_normalize(rewards: Mapping[str, torch.Tensor], weights: Mapping[str, float], groups: Sequence) -> torch.Tensor:
-    """R = Σ_m w_m·r_m / Σ_m |w_m| (SPEC §8); the advantage tracker normalises it. [B] float64."""
+    """R = Σ_m w_m·r_m / Σ_m |w_m| (docs/method.md §8); the advantage tracker normalises it. [B] float64."""
     check_weights(rewards, weights)
     total = sum(abs(w) for w in weights.values())
     return sum(w * rewards[m].double() for m, w in weights.items()) / total
@@ -79,7 +79,7 @@ def valid_samples(rewards: Mapping[str, torch.Tensor], weights: Mapping[str, flo
 
 
 def group_advantages(rewards: torch.Tensor, prompts: Sequence[str], clip_max: float) -> torch.Tensor:
-    """Per-prompt z-score of the aggregated rewards R [B], same std clamp, clipped to ±clip_max (SPEC §8).
+    """Per-prompt z-score of the aggregated rewards R [B], same std clamp, clipped to ±clip_max (docs/method.md §8).
     NaN rewards are left out of their prompt's statistics and get advantage 0. float64 [B]."""
     return group_zscore(rewards, prompts).nan_to_num(0.0).clamp(-clip_max, clip_max)
 
@@ -94,7 +94,7 @@ def gather_parts(local: list) -> list[list]:
 
 
 class AdvantageTracker:
-    """Per-prompt advantages over every rank and call of one step (SPEC §8).
+    """Per-prompt advantages over every rank and call of one step (docs/method.md §8).
 
     `add(prompts, R)` after each rollout call; `advantages()` once per step returns `group_advantages` of
     this rank's samples (in call order) with each prompt's statistics pooled over all ranks, then clears.

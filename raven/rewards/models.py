@@ -1,4 +1,4 @@
-"""The paper's reward models as adapters over LOCAL weights (SPEC §10 "Reward models"; nothing is downloaded).
+"""The paper's reward models as adapters over LOCAL weights (docs/method.md §10 "Reward models"; nothing is downloaded).
 
 Each adapter checks its paths first (a missing one is an error naming the config key and the expected
 file), then imports its library lazily (the optional extra `raven-pipeline[rewards]`):

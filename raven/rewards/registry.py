@@ -1,4 +1,4 @@
-"""The reward registry (issue 6, SPEC §8, §10): reward names as in the paper's config, each mapping a
+"""The reward registry (issue 6, docs/method.md §8, §10): reward names as in the paper's config, each mapping a
 batch of videos [B, 3, T, H, W] in [−1, 1] at a known fps (and the prompts) to one float per video.
 
 `RewardSources.kind` picks the implementation of every name: `toy` (weight-free, `raven.rewards.toy`)

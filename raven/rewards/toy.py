@@ -3,9 +3,9 @@ and the toy-world parser where the real reward needs a learned model. Each takes
 [T, H, W, 3] at `fps` (and its prompt) and returns a float; higher is better.
 
 - `raft_RAFT` dynamic degree: frames at 8 fps, per pair the mean of the top-5% flow magnitudes
-  (OpenCV Farneback instead of RAFT), mean over pairs, in px (SPEC §10).
+  (OpenCV Farneback instead of RAFT), mean over pairs, in px (docs/method.md §10).
 - `ms_MS` motion smoothness: the odd frames interpolated from their even neighbours by the classical
-  flow interpolator of `raven.data.resample` (instead of AMT-S), `1 − mean|diff|/255` (SPEC §10).
+  flow interpolator of `raven.data.resample` (instead of AMT-S), `1 − mean|diff|/255` (docs/method.md §10).
 - `videoalign_TA` text alignment: the mean of the parser's colour, shape, direction and count matches.
 - `iq_IMG` imaging quality (sharpness and noise): per frame, the α-weighted mean of the parsed objects'
   soft masks ("solidity": 1 for crisp edges, lower when blurred) divided by 1 + noise/NOISE_SCALE,

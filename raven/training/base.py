@@ -1,4 +1,4 @@
-"""The base model: a bidirectional Wan transformer pretrained by flow matching (SPEC §1), standing in for
+"""The base model: a bidirectional Wan transformer pretrained by flow matching (docs/method.md §1), standing in for
 Wan2.1-T2V-1.3B at toy scales. It initialises the critic and the causal student.
 
 Two objectives (`stages.base.objective`):
@@ -57,7 +57,7 @@ class BaseOptions(StageLength):
 
 def base_loss(velocity: torch.Tensor, x_t: torch.Tensor, t: torch.Tensor, target_x0: torch.Tensor,
               noise: torch.Tensor | None, prediction_loss: str) -> torch.Tensor:
-    """Mean flow-matching loss of a velocity prediction (SPEC §1); t per sample [B] or per frame [B, F].
+    """Mean flow-matching loss of a velocity prediction (docs/method.md §1); t per sample [B] or per frame [B, F].
 
     Target velocity ε − x0 when the clean sample is known (`noise` given, flow objective), else
     (x_t − x̂0*)/σ for a denoiser target x̂0* (exact objective). `x0` weighs the squared error by σ².

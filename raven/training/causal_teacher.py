@@ -1,4 +1,4 @@
-"""The causal teacher of the ODE initialisation (SPEC §6 step 1): a block-causal many-step diffusion
+"""The causal teacher of the ODE initialisation (docs/method.md §6 step 1): a block-causal many-step diffusion
 model trained with teacher forcing from the bidirectional base.
 
 Teacher forcing: every chunk is noised to its own time t_j (uniform+shift), and sees the CLEAN real

@@ -1,4 +1,4 @@
-"""CM-GRPO (SPEC §8): group-relative policy optimisation on the consistency sampler's Gaussian kernel.
+"""CM-GRPO (docs/method.md §8): group-relative policy optimisation on the consistency sampler's Gaussian kernel.
 
 One step (strictly on-policy: one optimiser step per rollout batch, no ratio or clipping of ratios):
 1. Rollouts: `calls_per_step` batched streaming calls, each of `groups_per_call` prompts × `group_size`
@@ -13,11 +13,11 @@ One step (strictly on-policy: one optimiser step per rollout batch, no ratio or 
    interleaved forward, or SF-style) gives x̂0_θ; the kernel (consistency, or Euler–Maruyama for the
    Flow-GRPO comparison) gives μ(x̂0_θ), σ ≥ 1e-6. Per element `(x̂0_θ − sg(x̂0_θ + Â·g/2))²` with
    g = ∇_x̂0 log N(x_s; μ, σ²), so the gradient is −Â·∇ log N (for the consistency kernel
-   g/2 = A(s)/(2σ²)·(x_s − μ): SPEC §8's target). Optional KL: ‖μ − μ_ref‖²/(2σ²) per element, μ_ref from
+   g/2 = A(s)/(2σ²)·(x_s − μ): docs/method.md §8's target). Optional KL: ‖μ − μ_ref‖²/(2σ²) per element, μ_ref from
    the frozen reference at CFG `kl_guidance` against "" (`kl_reference`: the bidirectional base, as the
    release; or the policy with its LoRA disabled). Both terms chunk-weighted; the loss is
    policy_loss_scaling·L_policy + β·L_KL (`cmgrpo_loss`); micro-batches with gradient accumulation.
-The policy is the causal student + LoRA (peft, `raven.models.lora`) on SPEC §8's modules; only the LoRA
+The policy is the causal student + LoRA (peft, `raven.models.lora`) on docs/method.md §8's modules; only the LoRA
 weights train (EMA on them); the adapter and the merged model are exported.
 """
 
@@ -58,7 +58,7 @@ PAPER_REWARD_WEIGHTS = {"videoalign_TA": 2.0, "raft_RAFT": 0.35, "ms_MS": 0.75, 
 
 
 class CMGRPOOptions(StageLength):
-    """`stages.cmgrpo` of a run spec (SPEC §8); defaults are the paper's main run."""
+    """`stages.cmgrpo` of a run spec (docs/method.md §8); defaults are the paper's main run."""
 
     iterations: int = Field(default=160, gt=0)
     group_size: int = Field(default=4, gt=1)
@@ -73,7 +73,7 @@ class CMGRPOOptions(StageLength):
     micro_batch_size: int = Field(default=2, gt=0)
     policy_loss_scaling: float = Field(default=100.0, gt=0)
     kl_beta: float = Field(default=0.0, ge=0, description="β of the KL term, added as β·L_KL beside "
-                           "policy_loss_scaling·L_policy (not multiplied by the scaling, SPEC §8)")
+                           "policy_loss_scaling·L_policy (not multiplied by the scaling, docs/method.md §8)")
     kl_reference: Literal["base", "policy"] = Field(
         default="base", description="the KL's frozen reference: `base`, the bidirectional base model "
         "(weights.base, Wan2.1-T2V-1.3B at paper scale) as the release; `policy`, the policy with its LoRA off")
@@ -111,7 +111,7 @@ class CMGRPOOptions(StageLength):
 
 
 def transition_choice(batch: int, num_steps: int, skip_timesteps: int, generator: torch.Generator) -> torch.Tensor:
-    """k ~ U{0, …, num_steps − 1 − skip_timesteps} per rollout: the last step(s) are never trained (SPEC §8)."""
+    """k ~ U{0, …, num_steps − 1 − skip_timesteps} per rollout: the last step(s) are never trained (docs/method.md §8)."""
     trainable = num_steps - skip_timesteps
     if trainable < 1:
         raise ValueError(f"skip_timesteps {skip_timesteps} leaves no trainable step of {num_steps}")
@@ -131,7 +131,7 @@ def log_prob_gradient(x0_hat: torch.Tensor, x_t: torch.Tensor, x_s: torch.Tensor
 
 
 def policy_elementwise_loss(x0_hat: torch.Tensor, advantages: torch.Tensor, gradient: torch.Tensor) -> torch.Tensor:
-    """Per element `(x̂0 − sg(x̂0 + Â·g/2))²`: its gradient w.r.t. x̂0 is −Â·g = −Â·∇ log N (SPEC §8). float64."""
+    """Per element `(x̂0 − sg(x̂0 + Â·g/2))²`: its gradient w.r.t. x̂0 is −Â·g = −Â·∇ log N (docs/method.md §8). float64."""
     x0 = x0_hat.double()
     advantage = advantages.to(x0).view(-1, *([1] * (x0.ndim - 1)))
     target = (x0 + advantage * gradient / 2).detach()
@@ -139,12 +139,12 @@ def policy_elementwise_loss(x0_hat: torch.Tensor, advantages: torch.Tensor, grad
 
 
 def kl_elementwise_loss(mean: torch.Tensor, mean_ref: torch.Tensor, std: torch.Tensor) -> torch.Tensor:
-    """(μ − μ_ref)²/(2σ²) per element: SPEC §8's optional KL to the reference (β is applied by `cmgrpo_loss`)."""
+    """(μ − μ_ref)²/(2σ²) per element: docs/method.md §8's optional KL to the reference (β is applied by `cmgrpo_loss`)."""
     return (mean - mean_ref.detach()).pow(2) / (2 * std.detach().pow(2))
 
 
 def cmgrpo_loss(policy: torch.Tensor, kl: torch.Tensor | float, policy_loss_scaling: float, beta: float) -> torch.Tensor:
-    """The step's loss `policy_loss_scaling·L_policy + β·L_KL` (SPEC §8): β is NOT multiplied by the scaling."""
+    """The step's loss `policy_loss_scaling·L_policy + β·L_KL` (docs/method.md §8): β is NOT multiplied by the scaling."""
     return policy_loss_scaling * policy + beta * kl
 
 
@@ -197,7 +197,7 @@ def group_gaps(values: torch.Tensor, prompts: Sequence[str]) -> float:
 
 @dataclass
 class CMGRPOStep:
-    """One CM-GRPO iteration (SPEC §8); the loop owns optimiser, EMA, checkpoints and logging."""
+    """One CM-GRPO iteration (docs/method.md §8); the loop owns optimiser, EMA, checkpoints and logging."""
 
     options: CMGRPOOptions
     spec: RunSpec
@@ -249,7 +249,7 @@ class CMGRPOStep:
 
     def reference_x0(self, rollout: Rollout, k: torch.Tensor, text: torch.Tensor, x_t: torch.Tensor, t: torch.Tensor,
                      generator: torch.Generator) -> torch.Tensor:
-        """x̂0 of the frozen KL reference at CFG `kl_guidance` against the empty prompt (SPEC §8): the
+        """x̂0 of the frozen KL reference at CFG `kl_guidance` against the empty prompt (docs/method.md §8): the
         bidirectional base on the whole state x_t, or the policy's own forward with its LoRA off."""
         empty = self.text_table.embeddings[:1].expand_as(text)
         with torch.no_grad():
@@ -384,7 +384,7 @@ def build_policy(parts, init: Path, options: CMGRPOOptions) -> torch.nn.Module:
     return add_lora(parts.load(init), options.lora_rank, options.lora_alpha)
 
 def build_reference(spec: RunSpec, parts, options: CMGRPOOptions, device: torch.device) -> torch.nn.Module | None:
-    """The frozen bidirectional base of the KL (`kl_reference: base`, SPEC §8), loaded from `weights.base`."""
+    """The frozen bidirectional base of the KL (`kl_reference: base`, docs/method.md §8), loaded from `weights.base`."""
     if options.kl_beta == 0 or options.kl_reference != "base":
         return None
     if spec.weights.base is None:

@@ -41,7 +41,7 @@ class World:
         return PRECISIONS[self.precision]
 
     def seed(self, base: int, iteration: int, rank: int | None = None) -> int:
-        """Per-iteration, per-rank seed: base + iter·world_size + rank (SPEC §4); `rank` defaults to this one's."""
+        """Per-iteration, per-rank seed: base + iter·world_size + rank (docs/method.md §4); `rank` defaults to this one's."""
         return base + iteration * self.world_size + (self.rank if rank is None else rank)
 
     def all_reduce_sum(self, tensor: torch.Tensor) -> torch.Tensor:

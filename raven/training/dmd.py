@@ -1,10 +1,10 @@
-"""RAVEN DMD (SPEC §4): the formulas, the stage options, the training step and `raven train dmd`.
+"""RAVEN DMD (docs/method.md §4): the formulas, the stage options, the training step and `raven train dmd`.
 
 The formulas are pure functions of tensors. `DMDStep` wires them to the student, the critic, the
-teacher and a history mode (SPEC §7, `raven.training.history`); `DMDIteration` adds the rollout and
+teacher and a history mode (docs/method.md §7, `raven.training.history`); `DMDIteration` adds the rollout and
 TTUR and is the step `raven.training.loop.train` runs; `train_dmd` builds everything from a run spec.
 
-Models (SPEC §4): student and its EMA from the ODE-init checkpoint (`--init`, `<ode_init out>/model`);
+Models (docs/method.md §4): student and its EMA from the ODE-init checkpoint (`--init`, `<ode_init out>/model`);
 critic from the bidirectional base (see `critic_source`); teacher = the toy world's exact denoiser at
 toy scales (`stages.dmd.teacher: toy`, exact, CFG against the mixture of the training prompts) or
 Wan2.1-T2V-14B from `weights.teacher` (`wan`).
@@ -64,7 +64,7 @@ class RewardWeighting(Section):
 
 
 class DMDOptions(StageLength):
-    """`stages.dmd` of a run spec (SPEC §4, §5, §7); defaults are the paper's main run."""
+    """`stages.dmd` of a run spec (docs/method.md §4, §5, §7); defaults are the paper's main run."""
 
     iterations: int = Field(default=220, gt=0)
     batch_size: int = Field(default=1, gt=0)
@@ -85,26 +85,26 @@ class DMDOptions(StageLength):
 
 
 def critic_flow_loss(v_fake: torch.Tensor, x0: torch.Tensor, noise: torch.Tensor) -> torch.Tensor:
-    """The critic's flow-matching loss on a rollout, mean of ‖v̂_fake − (ε − x0)‖² (SPEC §4 step 2)."""
+    """The critic's flow-matching loss on a rollout, mean of ‖v̂_fake − (ε − x0)‖² (docs/method.md §4 step 2)."""
     return (v_fake.float() - (noise - x0).float()).pow(2).mean()
 
 
 def dmd_normaliser(x0_hat: torch.Tensor, x0_real: torch.Tensor) -> torch.Tensor:
-    """Per-sample n = max(mean|x̂0 − x̂0_real|, 1e−5), float64 and detached (SPEC §4 step 3)."""
+    """Per-sample n = max(mean|x̂0 − x̂0_real|, 1e−5), float64 and detached (docs/method.md §4 step 3)."""
     diff = (x0_hat.detach().double() - x0_real.detach().double()).abs()
     return diff.flatten(1).mean(dim=1).clamp_min(NORMALISER_FLOOR)
 
 
 def dmd_gradient(x0_hat: torch.Tensor, x0_fake: torch.Tensor, x0_real: torch.Tensor) -> torch.Tensor:
-    """The DMD gradient w.r.t. x̂0 per element, (x̂0_fake − x̂0_real)/n, float64 (SPEC §4 step 3)."""
+    """The DMD gradient w.r.t. x̂0 per element, (x̂0_fake − x̂0_real)/n, float64 (docs/method.md §4 step 3)."""
     n = dmd_normaliser(x0_hat, x0_real).view(-1, *([1] * (x0_hat.ndim - 1)))
     return (x0_fake.detach().double() - x0_real.detach().double()) / n
 
 
 def dmd_elementwise_loss(x0_hat: torch.Tensor, x0_fake: torch.Tensor, x0_real: torch.Tensor) -> torch.Tensor:
-    """Per-element DMD loss 0.5·(x̂0 − sg(x̂0 − g))², g = dmd_gradient, so ∂/∂x̂0 = g (SPEC §4 step 3).
+    """Per-element DMD loss 0.5·(x̂0 − sg(x̂0 − g))², g = dmd_gradient, so ∂/∂x̂0 = g (docs/method.md §4 step 3).
 
-    Returned in float64 with the shape of x̂0; the chunk-weighted reduction (SPEC §5) follows.
+    Returned in float64 with the shape of x̂0; the chunk-weighted reduction (docs/method.md §5) follows.
     """
     x0 = x0_hat.double()
     target = (x0 - dmd_gradient(x0_hat, x0_fake, x0_real)).detach()
@@ -112,33 +112,33 @@ def dmd_elementwise_loss(x0_hat: torch.Tensor, x0_fake: torch.Tensor, x0_real: t
 
 
 def reward_sample_weights(rewards: torch.Tensor, beta: float) -> torch.Tensor:
-    """Reward Forcing's Re-DMD per-sample weight exp(β·r) on a (normalised) reward r (SPEC §9)."""
+    """Reward Forcing's Re-DMD per-sample weight exp(β·r) on a (normalised) reward r (docs/method.md §9)."""
     return torch.exp(beta * rewards.detach().double())
 
 
 def score_times(batch: int, options: DMDOptions, generator: torch.Generator) -> torch.Tensor:
-    """Times of the critic's noising and of the DMD score noising: uniform+shift(5) on [20, 980] (SPEC §1, §4)."""
+    """Times of the critic's noising and of the DMD score noising: uniform+shift(5) on [20, 980] (docs/method.md §1, §4)."""
     low, high = options.score_range
     return uniform_shift_timesteps(batch, options.score_shift, low, high, generator)
 
 
 def trajectory_step_choice(batch: int, num_steps: int, generator: torch.Generator) -> torch.Tensor:
-    """k ~ U{0, …, num_steps − 1} per sample: which trajectory state the generator step trains (SPEC §4 step 3)."""
+    """k ~ U{0, …, num_steps − 1} per sample: which trajectory state the generator step trains (docs/method.md §4 step 3)."""
     return torch.randint(0, num_steps, (batch,), generator=generator)
 
 
 def predict_x0(model: torch.nn.Module, x_t: torch.Tensor, t: torch.Tensor, text: torch.Tensor) -> torch.Tensor:
-    """x̂0 of a bidirectional Wan transformer (the critic) from its velocity (SPEC §1)."""
+    """x̂0 of a bidirectional Wan transformer (the critic) from its velocity (docs/method.md §1)."""
     return x0_from_velocity(x_t, model(x_t, t, text, return_dict=False)[0], t)
 
 
 @dataclass
 class DMDStep:
-    """One DMD iteration's losses (SPEC §4): the critic's flow loss and the student's DMD loss.
+    """One DMD iteration's losses (docs/method.md §4): the critic's flow loss and the student's DMD loss.
 
     The loop owns optimisers, TTUR, EMA and checkpoints; `DMDIteration` calls `critic_loss` every
     iteration and `generator_loss` every `ttur`-th, both on the iteration's rollout. `world` (None: one
-    process) all-reduces the chunk-weighted loss's denominator (SPEC §5).
+    process) all-reduces the chunk-weighted loss's denominator (docs/method.md §5).
     """
 
     options: DMDOptions
@@ -150,7 +150,7 @@ class DMDStep:
     world: World | None = None
 
     def trains_generator(self, iteration: int) -> bool:
-        """TTUR: the generator steps when (iter + 1) % ttur == 0; the critic steps every iteration (SPEC §4)."""
+        """TTUR: the generator steps when (iter + 1) % ttur == 0; the critic steps every iteration (docs/method.md §4)."""
         return (iteration + 1) % self.options.ttur == 0
 
     def critic_loss(self, rollout: Rollout, text: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
@@ -220,7 +220,7 @@ def require_matching_architecture(folder: str | Path, spec: RunSpec, role: str) 
 
 
 def critic_source(spec: RunSpec, init: Path, critic_init: str | Path | None) -> Path:
-    """Where the critic ("fake score") starts (SPEC §4: from the bidirectional base, Wan2.1-T2V-1.3B).
+    """Where the critic ("fake score") starts (docs/method.md §4: from the bidirectional base, Wan2.1-T2V-1.3B).
 
     In order: `--critic-init`; `weights.base` (paper scale: the Wan2.1-T2V-1.3B transformer folder); else
     the base model the ODE init itself started from, read from `<init>/../summary.json` key `init` (toy
@@ -285,7 +285,7 @@ class DMDInputs:
 class DMDData:
     """Each iteration's prompts: drawn uniformly from the prompt file, or, for the real-clip history
     modes (tf, df), clips drawn from the shards with their captions as prompts and their latents as the
-    real history (SPEC §7)."""
+    real history (docs/method.md §7)."""
 
     prompts: list[str]
     clips: ClipBatches | None = None
@@ -300,7 +300,7 @@ class DMDData:
 
 @dataclass
 class DMDIteration:
-    """One iteration of the loop (SPEC §4): a no-grad rollout of the online student with the consistency
+    """One iteration of the loop (docs/method.md §4): a no-grad rollout of the online student with the consistency
     sampler (trajectory recorded), the critic step, and every `ttur`-th iteration the generator step."""
 
     losses: DMDStep
@@ -374,7 +374,7 @@ def dmd_data(inputs: DMDInputs, parts: ModelParts, prompts: list[str]) -> tuple[
 
 def train_dmd(spec_path, init, prompts, out, clips=None, critic_init=None) -> dict:
     """`raven train dmd`: the causal student (and its EMA) from the ODE init, the critic from the
-    bidirectional base, DMD with the spec's history mode and chunk weighting (SPEC §4, §5, §7)."""
+    bidirectional base, DMD with the spec's history mode and chunk weighting (docs/method.md §4, §5, §7)."""
     from raven.data.prompts import read_prompt_file
     from raven.models import causal_forwards
     from raven.training.distributed import close_world, init_world

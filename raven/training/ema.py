@@ -1,5 +1,5 @@
-"""Exponential moving average of a model's trainable parameters (SPEC §4: decay 0.9675 after each
-generator step; SPEC §8: over the LoRA weights only, which are the only trainable ones there)."""
+"""Exponential moving average of a model's trainable parameters (docs/method.md §4: decay 0.9675 after each
+generator step; docs/method.md §8: over the LoRA weights only, which are the only trainable ones there)."""
 
 from __future__ import annotations
 

@@ -1,7 +1,7 @@
-"""History modes of the DMD generator step (SPEC §7): how the student's x̂0 with gradient is produced.
+"""History modes of the DMD generator step (docs/method.md §7): how the student's x̂0 with gradient is produced.
 
-Every mode returns x̂0 [B, C, F, h, w] (with gradient into the student) for the DMD loss (SPEC §4):
-- `raven`: the interleaved forward `[N0 | C0 | … | N(K−1)]` (SPEC §3); noisy = the rollout's trajectory
+Every mode returns x̂0 [B, C, F, h, w] (with gradient into the student) for the DMD loss (docs/method.md §4):
+- `raven`: the interleaved forward `[N0 | C0 | … | N(K−1)]` (docs/method.md §3); noisy = the rollout's trajectory
   state xt[k], clean history = the rollout's x0, whose keys/values are computed WITH gradient.
 - `sf` (Self Forcing): chunk by chunk; after each chunk its detached x̂0 (same step) is written into a
   KV cache under no-grad, so no gradient reaches the history.
@@ -47,7 +47,7 @@ def chunk_frame_times(per_chunk: torch.Tensor, chunk_frames: Sequence[int]) -> t
 def self_forcing_x0(
     student: CausalForwards, noisy: torch.Tensor, t: torch.Tensor, text: torch.Tensor, chunk_frames: Sequence[int]
 ) -> torch.Tensor:
-    """SF: chunk by chunk; the cache is filled under no-grad from each chunk's detached x̂0 (SPEC §7)."""
+    """SF: chunk by chunk; the cache is filled under no-grad from each chunk's detached x̂0 (docs/method.md §7)."""
     cache = student.new_cache(noisy.shape[0])
     outputs = []
     for start, size in zip(chunk_starts(chunk_frames), chunk_frames):
@@ -71,7 +71,7 @@ def generator_x0(
     real: torch.Tensor | None = None,
     use_trajectory: bool = True,
 ) -> torch.Tensor:
-    """The student's x̂0 with gradient for one generator step in history mode `mode` (SPEC §4, §7).
+    """The student's x̂0 with gradient for one generator step in history mode `mode` (docs/method.md §4, §7).
 
     `k` [B]: the sampler step per sample (k ~ U{0..3}); `real`: real clean latents (tf, df).
     """

@@ -3,7 +3,7 @@
 A trainer is a list of `TrainedModel`s (each with its own AdamW and optional EMA) and a `step(ctx)`
 that computes losses and calls `ctx.optimisers.update(name, loss)` for each model it trains in that
 iteration (TTUR lives in the step: DMD updates the critic every iteration and the student every
-`ttur`-th). The loop owns everything around it: per-rank seeds (SPEC §4), NaN/Inf-gradient skipping,
+`ttur`-th). The loop owns everything around it: per-rank seeds (docs/method.md §4), NaN/Inf-gradient skipping,
 checkpoints with resume, MLflow logging, progress bar, final export and the JSON summary.
 
 A run is defined by its spec, seed and iteration count, never by time: its weights are the same on any

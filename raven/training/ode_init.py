@@ -1,4 +1,4 @@
-"""Initialisation by causal ODE distillation (SPEC §6, "Causal Forcing").
+"""Initialisation by causal ODE distillation (docs/method.md §6, "Causal Forcing").
 
 1. ODE trajectories (`raven ode pairs`): a teacher is integrated with many Euler steps (CFG), either
    CHUNK BY CHUNK with the clean chunks generated so far as history (`chunkwise`: the causal teacher)
@@ -75,7 +75,7 @@ def frame_times(batch: int, frames: int, value: int, current: slice, history_end
 def ode_trajectories(denoise: FrameDenoiser, noise: torch.Tensor, prompts: Sequence[str], chunk_frames: Sequence[int],
                      grid: Sequence[int], record: Sequence[int], chunkwise: bool) -> tuple[torch.Tensor, torch.Tensor]:
     """Integrate the teacher's ODE from `noise`; returns (states [S, B, C, F, h, w] at the `record` times,
-    x0 [B, C, F, h, w]). Chunkwise: chunk j is integrated with chunks < j clean as history (SPEC §6)."""
+    x0 [B, C, F, h, w]). Chunkwise: chunk j is integrated with chunks < j clean as history (docs/method.md §6)."""
     batch, _, frames = noise.shape[:3]
     x = noise.clone()
     states = torch.empty(len(record), *noise.shape, dtype=noise.dtype)
@@ -145,7 +145,7 @@ class OdePairs:
 
 @dataclass
 class OdeInitStep:
-    """Regress the causal student onto ODE endpoints (SPEC §6): per sample a sampling step k ~ U{0..S−1},
+    """Regress the causal student onto ODE endpoints (docs/method.md §6): per sample a sampling step k ~ U{0..S−1},
     noisy input = the pair's state at t_k for all chunks, clean history = the ODE's x0; MSE on x̂0.
 
     `student` is a `raven.diffusion.trajectory.CausalForwards` whose module is trained under the name `student`.

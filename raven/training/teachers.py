@@ -1,4 +1,4 @@
-"""The DMD teacher ("real score", SPEC §4): one interface giving x̂0_real in latent space with CFG.
+"""The DMD teacher ("real score", docs/method.md §4): one interface giving x̂0_real in latent space with CFG.
 
 - `WanTeacher`: a frozen bidirectional diffusers `WanTransformer3DModel` loaded from a local folder
   (Wan2.1-T2V-14B at paper scale), CFG 3.0 against Wan's default negative prompt.
@@ -59,7 +59,7 @@ def require_teacher_path(path: str | Path | None) -> Path:
 
 @dataclass
 class WanTeacher:
-    """A frozen bidirectional Wan transformer with CFG against a negative prompt (SPEC §4)."""
+    """A frozen bidirectional Wan transformer with CFG against a negative prompt (docs/method.md §4)."""
 
     transformer: torch.nn.Module
     encode_text: Callable[[Sequence[str]], torch.Tensor]

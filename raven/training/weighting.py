@@ -1,4 +1,4 @@
-"""Chunk-wise loss weighting (SPEC §5): per-chunk weights from a weighting spec and the weighted reduction.
+"""Chunk-wise loss weighting (docs/method.md §5): per-chunk weights from a weighting spec and the weighted reduction.
 
 A weighting spec is a number α (`1`, `0`, `-1`, ...) or a string `ln_<m>_<s>` / `mode_<s>`.
 Note: the paper's prose motivates the weights by "earlier chunks influence more future frames", but the
@@ -25,7 +25,7 @@ BISECTION_STEPS = 200
 
 
 def participation(chunk_numel: Sequence[int]) -> list[float]:
-    """p_k = Σ_{j≥k} n_j / Σ_j n_j for k = 1…K, followed by p_(K+1) = 0 (SPEC §5)."""
+    """p_k = Σ_{j≥k} n_j / Σ_j n_j for k = 1…K, followed by p_(K+1) = 0 (docs/method.md §5)."""
     if not chunk_numel or any(int(n) <= 0 for n in chunk_numel):
         raise ValueError(f"chunk element counts must be positive, got {list(chunk_numel)}")
     total = float(sum(chunk_numel))
@@ -35,7 +35,7 @@ def participation(chunk_numel: Sequence[int]) -> list[float]:
 
 def shift_weights(p: Sequence[float], alpha: float) -> list[float]:
     """Numeric α: ŵ = α p / (1 + (α − 1) p) for α > 0, uniform for α = 0, and for α < 0 the same
-    on the reverse participation r_k = p_K / p_k with |α| (SPEC §5)."""
+    on the reverse participation r_k = p_K / p_k with |α| (docs/method.md §5)."""
     if alpha == 0:
         return [1.0] * len(p)
     if alpha < 0:
@@ -53,7 +53,7 @@ def _normal_cdf(x: float) -> float:
 
 
 def logit_normal_weights(p: Sequence[float], mean: float, std: float) -> list[float]:
-    """`ln_<m>_<s>`: the logit-normal(m, s) density averaged over [p_(k+1), p_k] (SPEC §5)."""
+    """`ln_<m>_<s>`: the logit-normal(m, s) density averaged over [p_(k+1), p_k] (docs/method.md §5)."""
     if std <= 0:
         raise ValueError(f"weighting spec ln_{mean}_{std}: the std must be positive")
     cdf = [_normal_cdf((_logit(value) - mean) / std) for value in p]
@@ -73,7 +73,7 @@ def mode_inverse(value: float, scale: float) -> float:
 
 
 def mode_weights(p: Sequence[float], scale: float) -> list[float]:
-    """`mode_<s>`: ŵ_k = [f_s⁻¹(p_(k+1)) − f_s⁻¹(p_k)] / (p_k − p_(k+1)) (SPEC §5)."""
+    """`mode_<s>`: ŵ_k = [f_s⁻¹(p_(k+1)) − f_s⁻¹(p_k)] / (p_k − p_(k+1)) (docs/method.md §5)."""
     if not -1 < scale < 1 / (math.pi / 2 - 1):
         raise ValueError(
             f"weighting spec mode_{scale}: f_s is monotone only for -1 < s < {1 / (math.pi / 2 - 1):.4f}; "
@@ -97,7 +97,7 @@ def _parse_numbers(spec: str, prefix: str, count: int) -> list[float]:
 
 
 def raw_weights(chunk_numel: Sequence[int], spec: WeightingSpec) -> list[float]:
-    """Unnormalised ŵ_k of a weighting spec (SPEC §5)."""
+    """Unnormalised ŵ_k of a weighting spec (docs/method.md §5)."""
     p = participation(chunk_numel)
     if isinstance(spec, str):
         text = spec.strip()
@@ -114,7 +114,7 @@ def raw_weights(chunk_numel: Sequence[int], spec: WeightingSpec) -> list[float]:
 
 
 def chunk_weights(chunk_numel: Sequence[int], spec: WeightingSpec) -> torch.Tensor:
-    """Normalised chunk weights w_k = ŵ_k · Σ n_j / Σ ŵ_j n_j (mean per-element weight 1), float64 [K] (SPEC §5).
+    """Normalised chunk weights w_k = ŵ_k · Σ n_j / Σ ŵ_j n_j (mean per-element weight 1), float64 [K] (docs/method.md §5).
 
     `chunk_numel`: elements n_k of each chunk of one sample; `spec`: a weighting spec. Negative raw
     weights are an error.
@@ -136,7 +136,7 @@ def chunk_weighted_loss(
     sample_weights: torch.Tensor | None = None,
     world: "World | None" = None,
 ) -> torch.Tensor:
-    """L = Σ_b s_b Σ_k w_k ℓ_bk / Σ_b Σ_k w_k n_k, the denominator summed over all ranks (SPEC §5).
+    """L = Σ_b s_b Σ_k w_k ℓ_bk / Σ_b Σ_k w_k n_k, the denominator summed over all ranks (docs/method.md §5).
 
     `per_element` [B, C, F, h, w]: per-element losses; `chunk_frames`: latent frames per chunk (split of F);
     ℓ_bk the chunk's summed loss; `sample_weights` [B] optional per-sample factors s_b (Re-DMD).

@@ -1,4 +1,4 @@
-"""The toy world's EXACT teacher: E[x0 | x_t, prompt] in closed form (SPEC §1 forward process).
+"""The toy world's EXACT teacher: E[x0 | x_t, prompt] in closed form (docs/method.md §1 forward process).
 
 Per prompt the data distribution is a finite uniform mixture of videos {x0_i} (`render.mixture`), so
 with x_t = (1 − σ) x0 + σ ε the posterior over items is a softmax,
@@ -15,7 +15,7 @@ weight dominates as history_sigma → 0) and, for an off-mixture history (a stud
 Gaussian soft match: items whose earlier frames are nearest the given history win. Frames not yet
 generated (later chunks) are passed at t = 1000: a = 0, so they carry no information, as they should.
 
-CFG (SPEC §4): x̂0 = x̂0_u + w (x̂0_c − x̂0_u), the unconditional x̂0_u the posterior mean under the
+CFG (docs/method.md §4): x̂0 = x̂0_u + w (x̂0_c − x̂0_u), the unconditional x̂0_u the posterior mean under the
 mixture of all `uncond_prompts` (the training prompts; each prompt weight 1/P, items 1/(P M_p)).
 """
 

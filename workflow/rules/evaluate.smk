@@ -1,5 +1,5 @@
 # Metrics of every row's samples and its row JSON (results/<scale>/rows/<row>.json, logged to MLflow
-# once per table that prints it), the unit every score table is built from (SPEC §10). The scale
+# once per table that prints it), the unit every score table is built from (docs/method.md §10). The scale
 # decides the benchmark: the toy-world benchmark, or VBench (+ UnifiedReward dynamic degree) when
 # the scale configures `stages.vbench` (`stages.unified_reward`). The toy-world benchmark and the
 # drift report parse small toy videos on the CPU: light rules, run in place (no `raven launch`).
@@ -15,7 +15,7 @@ rule eval_toy:
 
 
 rule vbench_protocol:
-    """VBench's sampling plan (SPEC §10): every file's name `<prompt>-<i>.mp4`, text (the extended prompt
+    """VBench's sampling plan (docs/method.md §10): every file's name `<prompt>-<i>.mp4`, text (the extended prompt
     when stages.vbench.extended_prompts is set) and seed offset, and the prompt file every evaluated row
     samples, one line per file (sample rule)."""
     input: spec=SHARED_SPEC

@@ -1,4 +1,4 @@
-# Shared initialisation stages, built once and reused by every row (SPEC §1, §6): the bidirectional
+# Shared initialisation stages, built once and reused by every row (docs/method.md §1, §6): the bidirectional
 # base model, the causal teacher, ODE trajectories of a teacher and the ODE-initialised causal student.
 
 

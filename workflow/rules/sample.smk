@@ -1,6 +1,6 @@
 # Samples of every row's student (trained here, or a baseline's released checkpoint) with the row's
 # inference scheme (rolling window, sink/window come from its spec), and a qualitative grid (Figure 3).
-# The prompts are the benchmark's (SPEC §10): VBench's protocol, one line per file, seed = the row's seed
+# The prompts are the benchmark's (docs/method.md §10): VBench's protocol, one line per file, seed = the row's seed
 # + file index (evaluate.smk, rule vbench_protocol); the toy world's held-out prompts otherwise.
 VBENCH_PROTOCOL = RESULTS + "/eval/vbench_protocol.json"
 VBENCH_PROMPTS = RESULTS + "/data/prompts/vbench.txt"

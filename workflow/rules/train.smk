@@ -1,4 +1,4 @@
-# Per-row training (SPEC §4, §7, §8): DMD from an ODE init, CM-GRPO / Flow-GRPO from another row's
+# Per-row training (docs/method.md §4, §7, §8): DMD from an ODE init, CM-GRPO / Flow-GRPO from another row's
 # student. Rows come from config/experiments.yaml; an inference row trains nothing (sample.smk).
 
 

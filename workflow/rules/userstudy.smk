@@ -1,4 +1,4 @@
-# The blinded A/B user study (SPEC §10): RAVEN against each opponent of the `user_study` table, on the
+# The blinded A/B user study (docs/method.md §10): RAVEN against each opponent of the `user_study` table, on the
 # first `stages.userstudy.prompts` held-out prompts with `samples_per_prompt` seeds each. Judgements:
 # simulated raters driven by the toy-world benchmark (config `userstudy_raters: simulated`, toy
 # scales) or people through `raven userstudy serve` (`human`, see README "User study").

@@ -1,5 +1,5 @@
 """Practical-RIFE v4.25/v4.26 IFNet (hzwer/Practical-RIFE `train_log/IFNet_HDv3.py`), in the released
-`flownet.pkl` layout, and a frame interpolator over it (SPEC §11: OpenVid upsampled with RIFE).
+`flownet.pkl` layout, and a frame interpolator over it (docs/method.md §11: OpenVid upsampled with RIFE).
 
 The network: a feature head (`encode`, 16 channels at full resolution) and five IFBlocks at scales
 16, 8, 4, 2, 1 that refine a bidirectional flow (4 channels), a blend mask and 8 feature channels;
