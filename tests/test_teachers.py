@@ -6,7 +6,7 @@ import pytest
 import torch
 
 from raven.diffusion.schedule import cfg_combine
-from raven.training.teachers import WAN_NEGATIVE_PROMPT, WanTeacher, require_teacher_path
+from raven.training.teachers import RELEASE_NEGATIVE_PROMPT, WAN_NEGATIVE_PROMPT, WanTeacher, require_teacher_path
 
 TEXT_DIM = 8
 
@@ -41,14 +41,15 @@ def test_cfg_combine_hand_computed():
 
 def test_wan_teacher_loads_saved_model_and_applies_cfg_with_negative_prompt(tiny_wan):
     model, folder = tiny_wan
-    encode = text_table(["a red ball", WAN_NEGATIVE_PROMPT])
+    encode = text_table(["a red ball", RELEASE_NEGATIVE_PROMPT])
     teacher = WanTeacher.from_path(folder, encode, guidance=3.0)
+    assert teacher.negative_prompt == RELEASE_NEGATIVE_PROMPT
     assert not any(p.requires_grad for p in teacher.transformer.parameters())
     x_t = torch.randn(1, 4, 3, 4, 4, generator=torch.Generator().manual_seed(5))
     t = torch.tensor([600])
     with torch.no_grad():
         v_cond = model(x_t, t, encode(["a red ball"]), return_dict=False)[0]
-        v_neg = model(x_t, t, encode([WAN_NEGATIVE_PROMPT]), return_dict=False)[0]
+        v_neg = model(x_t, t, encode([RELEASE_NEGATIVE_PROMPT]), return_dict=False)[0]
     expected = x_t - 0.6 * (v_neg + 3.0 * (v_cond - v_neg))
     assert torch.allclose(teacher.x0(x_t, t, ["a red ball"]), expected, atol=1e-5)
     teacher.guidance = 1.0
@@ -101,11 +102,21 @@ def test_toy_teacher_is_exact_through_the_pixel_codec():
 def test_build_teacher_picks_the_kind_and_names_a_missing_path(tmp_path, tiny_wan):
     from raven.training.teachers import ToyTeacher, build_teacher
 
-    encode = text_table(["a red ball", WAN_NEGATIVE_PROMPT])
+    encode = text_table(["a red ball", WAN_NEGATIVE_PROMPT, RELEASE_NEGATIVE_PROMPT])
     with pytest.raises(FileNotFoundError, match="weights.teacher is not set"):
         build_teacher("wan", 3.0, None, encode, SpaceToDepth())
     with pytest.raises(FileNotFoundError, match=f"weights.teacher = {tmp_path / 'absent'}: no config.json"):
         build_teacher("wan", 3.0, tmp_path / "absent", encode, SpaceToDepth())
     teacher = build_teacher("wan", 3.0, tiny_wan[1], encode, SpaceToDepth())
     assert isinstance(teacher, WanTeacher) and teacher.guidance == 3.0
+    assert teacher.negative_prompt == RELEASE_NEGATIVE_PROMPT
+    own = build_teacher("wan", 3.0, tiny_wan[1], encode, SpaceToDepth(), negative_prompt=WAN_NEGATIVE_PROMPT)
+    assert own.negative_prompt == WAN_NEGATIVE_PROMPT
     assert isinstance(build_teacher("toy", 2.0, None, encode, SpaceToDepth(), lambda *a: a[0]), ToyTeacher)
+
+
+def test_the_release_negative_prompt_is_wans_led_by_slow_motion():
+    """docs/method.md §4: `default_neg_prompt` of the release's causal Wan meta-model, not Wan's default alone."""
+    assert RELEASE_NEGATIVE_PROMPT.startswith("slow motion, time dilation, 高帧率，色调艳丽，过曝，静态，")
+    assert RELEASE_NEGATIVE_PROMPT.endswith("三条腿，背景人很多，倒着走")
+    assert RELEASE_NEGATIVE_PROMPT == "slow motion, time dilation, 高帧率，" + WAN_NEGATIVE_PROMPT

@@ -97,9 +97,18 @@ def check_config_files(config: Mapping[str, Any], config_dir: str | Path = "conf
     experiments = config_dir / "experiments.yaml"
     data = load_yaml(experiments)
     found += report(str(experiments), problems(data, load_yaml(schemas / "experiments.schema.yaml")))
+    scales = {path.stem for path in (config_dir / "scales").glob("*.yaml")}
     for row, settings in (data.get("rows") or {}).items():
         if isinstance(settings, Mapping) and isinstance(settings.get("overrides"), Mapping):
             found += report(f"{experiments}, row {row!r}",
                             problems(settings["overrides"], spec, f"rows.{row}.overrides"))
+        at_scales = settings.get("scale_overrides") if isinstance(settings, Mapping) else None
+        for scale, overrides in (at_scales or {}).items() if isinstance(at_scales, Mapping) else ():
+            where = f"rows.{row}.scale_overrides.{scale}"
+            if scale not in scales:
+                found.append(f"{experiments}, row {row!r}: {where}: no scale file config/scales/{scale}.yaml"
+                             f"{nearest(scale, scales)}")
+            elif isinstance(overrides, Mapping):
+                found += report(f"{experiments}, row {row!r}", problems(overrides, spec, where))
     if found:
         raise ConfigError("invalid config:\n  " + "\n  ".join(found))

@@ -100,7 +100,7 @@ def resolve_spec(
     merged = deep_merge({k: v for k, v in base.items() if k in RunSpec.model_fields}, load_yaml(scale_file))
     merged["scale"] = scale
     if row is not None:
-        merged = deep_merge(merged, row_overrides(config_dir, row))
+        merged = deep_merge(merged, row_overrides(config_dir, row, scale))
         merged["row"] = row
     if overrides:
         merged = deep_merge(merged, overrides)
@@ -150,13 +150,14 @@ def load_experiments(config_dir: str | Path = "config") -> dict[str, dict[str, A
     return rows
 
 
-def row_overrides(config_dir: str | Path, row: str) -> dict[str, Any]:
-    """A row's `overrides` (a replica's are its row's)."""
+def row_overrides(config_dir: str | Path, row: str, scale: str | None = None) -> dict[str, Any]:
+    """A row's `overrides` (a replica's are its row's), with its `scale_overrides.<scale>` merged on top."""
     row = split_replica(row)[0]
     rows = load_experiments(config_dir)
     if row not in rows:
         raise ConfigError(f"row {row!r} is not in {Path(config_dir) / 'experiments.yaml'}; known rows: {sorted(rows)}")
-    return dict(rows[row].get("overrides") or {})
+    at_scale = (rows[row].get("scale_overrides") or {}).get(scale) or {}
+    return deep_merge(rows[row].get("overrides") or {}, at_scale)
 
 
 def write_spec(spec: RunSpec, path: str | Path) -> None:

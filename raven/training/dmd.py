@@ -36,7 +36,7 @@ from raven.diffusion.trajectory import CausalForwards, Rollout
 from raven.training.history import REAL_LATENT_MODES, fresh_noise, generator_x0
 from raven.training.loop import StageLength, StepContext
 from raven.training.teachers import (
-    WAN_NEGATIVE_PROMPT,
+    NEGATIVE_PROMPTS,
     Teacher,
     WanTeacher,
     build_teacher,
@@ -76,7 +76,12 @@ class DMDOptions(StageLength):
     ema_decay: float = Field(default=0.9675, ge=0, lt=1)
     teacher: Literal["toy", "wan"] = "toy"
     teacher_guidance: float = Field(default=3.0, ge=0)
-    student_guidance: float = Field(default=1.0, ge=0)
+    teacher_negative: Literal["release", "wan"] = Field(
+        default="release", description="the Wan teacher's CFG negative prompt (docs/method.md §4): `release`, the release's "
+        "(Wan's led by 'slow motion, time dilation, 高帧率'), or `wan`, Wan2.1's own default")
+    rollout_guidance: float = Field(
+        default=1.0, ge=0, description="CFG of the student's own rollouts, against the teacher's negative prompt: "
+        "3 in the paper-era code (config/scales/paper.yaml), 1 in the later release and at toy scales")
     gen_use_trajectory: bool = True
     score_shift: float = Field(default=5.0, gt=0)
     score_range: tuple[float, float] = (0.02, 0.98)
@@ -307,18 +312,18 @@ class DMDIteration:
     data: DMDData
     text: TextTable
     timesteps: list[int]
-    negative_text: torch.Tensor  # [1, L, D]: the student's CFG negative (used when student_guidance != 1)
+    negative_text: torch.Tensor  # [1, L, D]: the rollouts' CFG negative (used when rollout_guidance != 1)
 
     def rollout(self, text: torch.Tensor, generator: torch.Generator) -> Rollout:
         from raven.diffusion.streaming import generate
 
         options = self.losses.options
         seeds = torch.randint(0, 2**31 - 1, (text.shape[0],), generator=generator).tolist()
-        guided = options.student_guidance != 1.0
+        guided = options.rollout_guidance != 1.0
         with torch.no_grad():
             generation = generate(
                 self.losses.student, text, seeds, timesteps=self.timesteps, record=True,
-                guidance=options.student_guidance,
+                guidance=options.rollout_guidance,
                 negative_text=self.negative_text.expand(text.shape[0], -1, -1) if guided else None,
             )
         return generation.rollout()
@@ -338,8 +343,8 @@ class DMDIteration:
 
 def dmd_teacher(inputs: DMDInputs, parts: ModelParts, train_prompts: Sequence[str], device: torch.device) -> Teacher:
     """`stages.dmd.teacher`: the toy world's exact denoiser (CFG against the mixture of the training
-    prompts) or the frozen Wan transformer of `weights.teacher` (bf16 on CUDA) with CFG against Wan's
-    negative prompt."""
+    prompts) or the frozen Wan transformer of `weights.teacher` (bf16 on CUDA) with CFG against the
+    `teacher_negative` prompt."""
     from raven.world.teacher import ExactTeacher
 
     options = inputs.options
@@ -349,7 +354,7 @@ def dmd_teacher(inputs: DMDInputs, parts: ModelParts, train_prompts: Sequence[st
         exact = ExactTeacher.from_spec(inputs.spec, uncond)
     dtype = torch.bfloat16 if device.type == "cuda" else torch.float32
     teacher = build_teacher(options.teacher, options.teacher_guidance, inputs.spec.weights.teacher,
-                            parts.encode_text, parts.codec, exact, dtype)
+                            parts.encode_text, parts.codec, exact, dtype, NEGATIVE_PROMPTS[options.teacher_negative])
     if isinstance(teacher, WanTeacher):
         teacher.transformer.to(device)
     return teacher
@@ -387,7 +392,7 @@ def train_dmd(spec_path, init, prompts, out, clips=None, critic_init=None) -> di
         parts = ModelParts.build(spec)
         train_prompts = read_prompt_file(inputs.prompts)
         data, skipped = dmd_data(inputs, parts, train_prompts)
-        negative = WAN_NEGATIVE_PROMPT if options.teacher == "wan" else ""
+        negative = NEGATIVE_PROMPTS[options.teacher_negative] if options.teacher == "wan" else ""
         text = TextTable.build(parts.encode_text, [*train_prompts, *(data.clips.captions if data.clips else []), negative])
         student, critic = parts.load(inputs.init), parts.load(inputs.critic_init)
         losses = DMDStep(options, causal_forwards(student, spec), critic,

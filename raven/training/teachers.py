@@ -1,7 +1,8 @@
 """The DMD teacher ("real score", docs/method.md §4): one interface giving x̂0_real in latent space with CFG.
 
 - `WanTeacher`: a frozen bidirectional diffusers `WanTransformer3DModel` loaded from a local folder
-  (Wan2.1-T2V-14B at paper scale), CFG 3.0 against Wan's default negative prompt.
+  (Wan2.1-T2V-14B at paper scale), CFG 3.0 against the release's negative prompt (Wan's, led by
+  "slow motion, time dilation, 高帧率"; `stages.dmd.teacher_negative: wan` gives Wan's own).
 - `ToyTeacher`: the toy world's exact denoiser (`raven.world.teacher`) seen through the pixel codec.
   The pixel codec is an exact permutation of pixels, so noising in latent space is noising in pixel
   space and the teacher stays exact.
@@ -24,6 +25,10 @@ WAN_NEGATIVE_PROMPT = (
     "JPEG压缩残留，丑陋的，残缺的，多余的手指，画得不好的手部，画得不好的脸部，畸形的，毁容的，形态畸形的肢体，"
     "手指融合，静止不动的画面，杂乱的背景，三条腿，背景人很多，倒着走"
 )
+# The release's teacher negative (`default_neg_prompt` of its causal Wan meta-model, docs/method.md §4): Wan's, led by
+# "slow motion, time dilation, high frame rate".
+RELEASE_NEGATIVE_PROMPT = "slow motion, time dilation, 高帧率，" + WAN_NEGATIVE_PROMPT
+NEGATIVE_PROMPTS = {"release": RELEASE_NEGATIVE_PROMPT, "wan": WAN_NEGATIVE_PROMPT}
 
 
 class Teacher(Protocol):
@@ -64,7 +69,7 @@ class WanTeacher:
     transformer: torch.nn.Module
     encode_text: Callable[[Sequence[str]], torch.Tensor]
     guidance: float = 3.0
-    negative_prompt: str = WAN_NEGATIVE_PROMPT
+    negative_prompt: str = RELEASE_NEGATIVE_PROMPT
 
     @classmethod
     def from_path(
@@ -72,7 +77,7 @@ class WanTeacher:
         path: str | Path | None,
         encode_text: Callable[[Sequence[str]], torch.Tensor],
         guidance: float = 3.0,
-        negative_prompt: str = WAN_NEGATIVE_PROMPT,
+        negative_prompt: str = RELEASE_NEGATIVE_PROMPT,
         dtype: torch.dtype = torch.float32,
     ) -> WanTeacher:
         from diffusers import WanTransformer3DModel
@@ -125,10 +130,12 @@ def build_teacher(
     codec: Codec,
     toy_denoise: Callable[[torch.Tensor, torch.Tensor, Sequence[str], float], torch.Tensor] | None = None,
     dtype: torch.dtype = torch.float32,
+    negative_prompt: str = RELEASE_NEGATIVE_PROMPT,
 ) -> Teacher:
-    """`stages.dmd.teacher`: `wan` loads `weights.teacher` (in `dtype`); `toy` wraps the toy world's exact denoiser."""
+    """`stages.dmd.teacher`: `wan` loads `weights.teacher` (in `dtype`, CFG against `negative_prompt`); `toy`
+    wraps the toy world's exact denoiser."""
     if kind == "wan":
-        return WanTeacher.from_path(path, encode_text, guidance, dtype=dtype)
+        return WanTeacher.from_path(path, encode_text, guidance, negative_prompt, dtype)
     if toy_denoise is None:
         raise ValueError("stages.dmd.teacher 'toy' needs the toy world's exact denoiser (raven.world.teacher)")
     return ToyTeacher(toy_denoise, codec, guidance)
