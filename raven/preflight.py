@@ -181,3 +181,18 @@ def check_rewards(rewards: dict, problems: list[Problem]) -> None:
             problems.append(Problem(f"{key}.{name}", str(rewards.get(name)), "missing; expected a model folder"))
         elif name != "videoalign":
             read_config(folder, f"{key}.{name}", problems, "a transformers model folder")
+
+
+def quick_warnings(config_dir: str | Path, scale: str, settings: dict, report: str | Path) -> list[str]:
+    """What Snakemake prints when it plans a cluster run (also `-n`), without importing torch: the path
+    problems, and the stages that did not fit in the last preflight report at `report`, if any."""
+    from raven.config import load_experiments, resolve_spec
+
+    specs = {None: resolve_spec(config_dir, scale, None, settings)}
+    specs.update({row: resolve_spec(config_dir, scale, row, settings) for row in load_experiments(config_dir)})
+    warnings = [f"missing or malformed: {problem}" for problem in check_paths(specs)]
+    try:
+        last = json.loads(Path(report).read_text())
+    except (OSError, ValueError):
+        return warnings + [f"no memory estimate yet ({report}): `raven preflight --scale {scale}` runs as the first job"]
+    return warnings + [failure for failure in last.get("failures", []) if failure.startswith("stage ")]

@@ -82,3 +82,21 @@ def test_paper_preflight_without_weights_lists_every_missing_path(tmp_path, caps
              "sample", "vbench", "unified_reward", "base"}
     assert kinds <= set(report["stages"])
     assert all(stage["gpu_gb"] == 80 and stage["peak_gb_per_gpu"] > 0 for stage in report["stages"].values())
+
+
+def test_slurm_dry_run_plans_the_preflight_first_and_prints_its_warnings(tmp_path):
+    import os
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    env = {**os.environ, "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}"}
+    result = subprocess.run(["snakemake", "--profile", "slurm", "-n", "--nolock", "--config", f"results_dir={tmp_path}",
+                             "--", f"{tmp_path}/paper/data/prompts/train.txt"], capture_output=True, text=True, env=env,
+                            timeout=120)
+    assert result.returncode == 0, result.stderr
+    output = result.stdout + result.stderr
+    spec = resolve_spec("config", "paper")
+    assert f"raven preflight: warning: missing or malformed: weights.teacher = {spec.weights.teacher}: missing" in output
+    assert "no memory estimate yet" in output
+    assert "raven preflight --scale paper" in output and f"--out {tmp_path}/paper/preflight.json" in output

@@ -1,14 +1,34 @@
 # Training prompts and real clips (toy world at toy scales; VidProM / OpenVid-HD at paper scale).
 
-rule prompts:
+# `raven preflight` checks every weight and data path of the DAG and each stage's GPU memory per device.
+# On a cluster (launcher slurm) it is the first job, and Snakemake prints its warnings while planning
+# (also with -n): the path problems, and the stages that did not fit in the last report.
+PREFLIGHT = RESULTS + "/preflight.json"
+ON_CLUSTER = config["launcher"]["name"] == "slurm"
+if ON_CLUSTER:
+    from raven.preflight import quick_warnings
+
+    for warning in quick_warnings("config", SCALE, RUN_SETTINGS, PREFLIGHT):
+        print(f"raven preflight: warning: {warning}", file=sys.stderr)
+
+
+rule preflight:
     input: SHARED_SPEC
+    output: PREFLIGHT
+    log: RESULTS + "/logs/preflight.log"
+    benchmark: RESULTS + "/benchmarks/preflight.tsv"
+    shell: "raven preflight --scale {SCALE} {SPEC_SETTINGS} --out {output} > {log} 2>&1"
+
+
+rule prompts:
+    input: spec=SHARED_SPEC, preflight=PREFLIGHT if ON_CLUSTER else []
     output:
         train=RESULTS + "/data/prompts/train.txt",
         heldout=RESULTS + "/data/prompts/heldout.txt",
         summary=report(RESULTS + "/data/prompts/summary.json", category="Data"),
     log: RESULTS + "/logs/data/prompts.log"
     benchmark: RESULTS + "/benchmarks/data/prompts.tsv"
-    shell: "raven data prompts --spec {input} --out-train {output.train} --out-heldout {output.heldout} --summary {output.summary} > {log} 2>&1"
+    shell: "raven data prompts --spec {input.spec} --out-train {output.train} --out-heldout {output.heldout} --summary {output.summary} > {log} 2>&1"
 
 
 rule clips:
