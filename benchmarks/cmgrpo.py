@@ -35,11 +35,15 @@ ABLATIONS = ("rw_ta1_dd0.35_ms0.75_aq1_iq1", "rw_ta2_dd0.3_ms0.75_aq1_iq1", "rw_
 EVAL_SEED = 50_000
 
 
+# Time-boxed stages: a run its budget stops keeps its model, marked stopped_by_budget (raven.training.loop).
+KEEP = {"on_budget": "keep"}
+
+
 def row_spec(row: str, scale: str, work: Path, budget: float, iterations: int | None) -> tuple[Path, object]:
     from raven.config import deep_merge, resolve_spec, write_spec
 
     spec = resolve_spec(ROOT / "config", scale, row=row)
-    override = {"budget_s": budget} | ({"iterations": iterations} if iterations else {})
+    override = {"budget_s": budget, **KEEP} | ({"iterations": iterations} if iterations else {})
     stages = deep_merge(spec.stages, {"cmgrpo": override})
     spec = spec.model_copy(update={"stages": stages, "tracking_uri": f"sqlite:///{work}/mlflow.db"})
     path = work / f"{row}.yaml"
@@ -59,8 +63,9 @@ def raven_student(spec, work: Path, args) -> Path:
     from raven.training.dmd import train_dmd
     from raven.training.ode_init import ode_pairs_stage, train_ode_init
 
-    stages = deep_merge(spec.stages, {"base": {"budget_s": args.base_budget}, "ode_init": {"budget_s": args.ode_init_budget},
-                                      "dmd": {"budget_s": args.dmd_budget, "history_mode": "raven"}})
+    stages = deep_merge(spec.stages, {"base": {"budget_s": args.base_budget, **KEEP},
+                                      "ode_init": {"budget_s": args.ode_init_budget, **KEEP},
+                                      "dmd": {"budget_s": args.dmd_budget, "history_mode": "raven", **KEEP}})
     spec_file = work / "chain.yaml"
     write_spec(spec.model_copy(update={"stages": stages}), spec_file)
     options = stage_options(spec, "data", DataOptions)
@@ -134,8 +139,7 @@ def run_row(row: str, args, work: Path, init: Path, heldout: list[str], before: 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--scale", default="tiny")
-    parser.add_argument("--threads", type=int, default=1,
-                        help="torch threads; on the 2-core box one thread steps ~2x faster than two")
+    parser.add_argument("--threads", type=int, help="torch threads per process (default: RAVEN_THREADS, else 1; raven.runtime)")
     parser.add_argument("--init", help="tiny RAVEN student folder; default: train the chain here")
     parser.add_argument("--budget", type=float, default=180.0, help="training seconds per CM-GRPO run")
     parser.add_argument("--iterations", type=int,
@@ -149,7 +153,9 @@ def main() -> None:
     parser.add_argument("--work", help="working folder (default: a temporary one)")
     parser.add_argument("--out", default=str(ROOT / "benchmarks" / "reports" / "cmgrpo.json"))
     args = parser.parse_args()
-    torch.set_num_threads(args.threads)
+    from raven.runtime import apply_thread_policy
+
+    apply_thread_policy(args.threads)
 
     from raven.config import resolve_spec, stage_options
     from raven.data.options import DataOptions

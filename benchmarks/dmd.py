@@ -146,8 +146,7 @@ def ode_init_chain(spec_file: Path, work: Path, train: Path, base: str | None) -
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--scale", default="tiny")
-    parser.add_argument("--threads", type=int, default=1,
-                        help="torch threads; on the 2-core box one thread steps ~2x faster than two")
+    parser.add_argument("--threads", type=int, help="torch threads per process (default: RAVEN_THREADS, else 1; raven.runtime)")
     parser.add_argument("--modes", nargs="+", default=list(MODES), choices=MODES)
     parser.add_argument("--base", help="a trained base model folder (save_pretrained); default: train one")
     parser.add_argument("--ode-init", help="a finished `raven train ode-init` output folder to start from "
@@ -160,7 +159,9 @@ def main() -> None:
     parser.add_argument("--work", help="working folder (default: a temporary one)")
     parser.add_argument("--out", default=str(ROOT / "benchmarks" / "reports" / "dmd.json"))
     args = parser.parse_args()
-    torch.set_num_threads(args.threads)
+    from raven.runtime import apply_thread_policy
+
+    apply_thread_policy(args.threads)
 
     from raven.config import resolve_spec
     from raven.data.prompts import read_prompt_file
@@ -172,8 +173,9 @@ def main() -> None:
     work.mkdir(parents=True, exist_ok=True)
     spec = resolve_spec(ROOT / "config", args.scale)
     spec = spec.model_copy(update={"tracking_uri": f"sqlite:///{work}/mlflow.db"})
-    spec_file = stage_spec(spec, work, "spec", {"base": {"budget_s": args.base_budget},
-                                                "ode_init": {"budget_s": args.ode_init_budget},
+    keep = {"on_budget": "keep"}  # time-boxed stages: a run its budget stops keeps its (marked) model
+    spec_file = stage_spec(spec, work, "spec", {"base": {"budget_s": args.base_budget, **keep},
+                                                "ode_init": {"budget_s": args.ode_init_budget, **keep},
                                                 "ode_pairs": {"samples_per_prompt": args.pairs_per_prompt}})
     train, heldout, clips = prompts_and_clips(spec, work, args.heldout)
     if args.ode_init:
@@ -205,7 +207,7 @@ def main() -> None:
     publish("init", row(spec_file, student_samples(spec_file, init_model, heldout, work / "samples" / "init"),
                         init_seconds["ode_init"]))
     for mode in args.modes:
-        mode_spec = stage_spec(spec, work, f"dmd_{mode}", {"dmd": {"history_mode": mode, "budget_s": args.dmd_budget}})
+        mode_spec = stage_spec(spec, work, f"dmd_{mode}", {"dmd": {"history_mode": mode, "budget_s": args.dmd_budget, **keep}})
         summary = train_dmd(mode_spec, init_model, train, work / f"dmd_{mode}", clips=clips)
         samples = student_samples(mode_spec, work / f"dmd_{mode}" / "model_ema", heldout, work / "samples" / mode)
         publish(mode, {**row(mode_spec, samples, summary["train_s"]), "iterations": summary["iterations"]})

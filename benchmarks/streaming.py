@@ -40,6 +40,7 @@ from raven.diffusion.schedule import student_timesteps, x0_from_velocity
 from raven.diffusion.streaming import SampleNoise, generate
 from raven.io import atomic_write_json
 from raven.models import build_text_encoder, build_transformer, causal_forwards
+from raven.runtime import apply_thread_policy
 from raven.training.history import generator_x0
 
 REPORT = Path(__file__).parent / "reports" / "streaming.json"
@@ -151,10 +152,10 @@ def main() -> None:
     parser.add_argument("--scale", default="tiny")
     parser.add_argument("--batch", type=int, default=8, help="videos per call for the per-video throughput ratios")
     parser.add_argument("--repeats", type=int, default=3)
-    parser.add_argument("--threads", type=int, default=1)
+    parser.add_argument("--threads", type=int, help="torch threads per process (default: RAVEN_THREADS, else 1; raven.runtime)")
     parser.add_argument("--out", type=Path, default=REPORT)
     args = parser.parse_args()
-    torch.set_num_threads(args.threads)
+    apply_thread_policy(args.threads)
 
     spec = resolve_spec(Path(__file__).parents[1] / "config", args.scale)
     timesteps = student_timesteps(spec)

@@ -24,6 +24,7 @@ from tqdm import tqdm
 
 from raven.diffusion.ode import euler_sample, euler_timesteps
 from raven.io import atomic_write_json
+from raven.runtime import apply_thread_policy
 from raven.world.grammar import prompt_text, sample_prompts
 from raven.world.parser import accuracy
 from raven.world.render import to_uint8
@@ -54,9 +55,9 @@ def main() -> None:
     parser.add_argument("--steps", type=int, default=40)
     parser.add_argument("--shift", type=float, default=3.0)
     parser.add_argument("--batch", type=int, default=32)
-    parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument("--threads", type=int, help="torch threads per process (default: RAVEN_THREADS, else 1; raven.runtime)")
     args = parser.parse_args()
-    torch.set_num_threads(args.threads)
+    apply_thread_policy(args.threads)
     heldout = [prompt_text(p) for p in sample_prompts(args.prompts, "heldout", seed=0)]
     train = [prompt_text(p) for p in sample_prompts(args.uncond_prompts, "train", seed=0)]
     teacher = ExactTeacher(16, 16, 9, uncond_prompts=train)

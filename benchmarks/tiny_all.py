@@ -1,5 +1,7 @@
 """Benchmark of the whole DAG (issue 8): `snakemake --profile local all` at tiny scale on this machine,
-timed, then every paper table's rows read back. Writes benchmarks/reports/tiny_all.json.
+timed, then every paper table's rows read back, with what defines them: every training stage's iteration
+count (done and configured), seed and whether its time guard fired, from the summaries under results/, so
+two reports can be compared. Writes benchmarks/reports/tiny_all.json.
 
     .venv/bin/python benchmarks/tiny_all.py            # runs the DAG (about an hour on 2 cores)
     .venv/bin/python benchmarks/tiny_all.py --from-log [LOG]  # reads a finished run (e.g. `make demo`)
@@ -27,6 +29,8 @@ from host import machine
 ROOT = Path(__file__).resolve().parents[1]
 REPORT = ROOT / "benchmarks" / "reports" / "tiny_all.json"
 KEYS = ("total", "quality", "semantic", "dyn_deg")
+# What a training summary says about its run (raven.training.loop); `stopped.json`: a run its guard stopped
+STAGE_KEYS = ("stage", "iterations", "iterations_target", "stopped_by_budget", "seed", "threads", "train_s")
 STAMP = re.compile(r"^\[(\w{3} \w{3} +\d+ \d\d:\d\d:\d\d \d{4})\]$")
 DONE = re.compile(r"^(\d+) of (\d+) steps \(100%\) done$")
 
@@ -71,9 +75,22 @@ def score_tables(results: Path) -> tuple[dict, list]:
         written = json.loads((results / "tables" / f"{table}.json").read_text())
         out[table] = {record["row"]: {key: record[key] for key in KEYS}
                       | {f"ci_{key}": record.get(f"ci_{key}") for key in KEYS} | {"recipe": record.get("recipe")}
+                      | {"stopped_by_budget": record.get("stopped_by_budget")}
                       for record in written["rows"]}
         comparisons += written.get("comparisons", [])
     return out, comparisons
+
+
+def training_stages(results: Path) -> dict:
+    """{summary path under results/<scale>: STAGE_KEYS} of every training stage (base, inits, rows); a run
+    that its guard stopped (stopped.json, no summary) is listed with stopped_by_budget true."""
+    stages = {}
+    for name in ("summary.json", "stopped.json"):
+        for path in results.glob(f"*/**/{name}"):
+            summary = json.loads(path.read_text())
+            if "iterations_target" in summary or "stopped_by_budget" in summary:
+                stages[str(path.relative_to(results))] = {key: summary.get(key) for key in STAGE_KEYS}
+    return dict(sorted(stages.items()))
 
 
 def main() -> None:
@@ -83,7 +100,9 @@ def main() -> None:
     parser.add_argument("--rerun-log", action="append", default=[], help="a later partial run's log")
     parser.add_argument("--out", default=str(REPORT))
     args = parser.parse_args()
+    from raven.runtime import apply_thread_policy
 
+    threads = apply_thread_policy()  # RAVEN_THREADS (default 1), handed on to every job of the DAG
     if args.from_log:
         run = read_log(newest_log() if args.from_log == "newest" else Path(args.from_log).resolve())
     else:
@@ -92,6 +111,7 @@ def main() -> None:
 
     results = ROOT / "results" / args.scale
     tables, comparisons = score_tables(results)
+    stages = training_stages(results)
     report = {
         "scale": args.scale,
         "command": f"snakemake --profile local all --config scale={args.scale}",
@@ -99,6 +119,9 @@ def main() -> None:
         "target_s": 3600,
         "partial_reruns": [read_log(Path(log).resolve()) for log in args.rerun_log],
         "machine": machine(),
+        "threads_per_process": threads,
+        "stages": stages,
+        "guard_fired": sorted(path for path, stage in stages.items() if stage["stopped_by_budget"]),
         "seeds": resolve_spec(ROOT / "config", args.scale).seeds,
         "tables": tables,
         "comparisons": comparisons,
