@@ -60,7 +60,7 @@ def test_slurm_profile_dry_run_lists_every_row_at_paper_scale_quickly(tmp_path):
     # VBench in the DAG: one protocol, every row samples its prompt file and gets one VBench job.
     assert sum(" eval vbench-protocol " in c for c in shell_commands(output)) == 1
     for row in paper_rows:
-        assert f"--prompts {paper}/data/prompts/vbench.txt --mode" in next(
+        assert f"--prompts {paper}/data/prompts/protocol.txt --mode" in next(
             c for c in shell_commands(output) if " -- sample " in c and f"--out {paper}/samples/{row} " in c)
         assert f"--out {paper}/eval/{row}/vbench.json" in output
     for table in TABLES:

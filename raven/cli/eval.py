@@ -14,6 +14,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     toy.add_argument("--spec", required=True, help="resolved run spec YAML (raven spec)")
     toy.add_argument("--samples", required=True, help="folder written by `raven sample`")
     toy.add_argument("--out", required=True, help="metrics JSON")
+    toy.add_argument("--plan", help="protocol plan (`raven eval vbench-protocol --suite`): score its scored set, "
+                                    "named and static-filtered as VBench's (default: every sample of the folder)")
+    toy.add_argument("--work", help="with --plan: folder for the protocol's names, static clips and scored set")
     toy.set_defaults(handler=run_toy)
 
     drift = commands.add_parser("drift", help="per-chunk colour/shape/count/identity consistency of long videos")
@@ -28,6 +31,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     protocol.add_argument("--out", required=True, help="JSON list of {name, prompt, text, index, seed, flicker}")
     protocol.add_argument("--prompts", required=True,
                           help="prompt file for `raven sample --seeds-per-prompt 1`: one line per protocol file")
+    protocol.add_argument("--suite", help="toy scales: this prompt file (the held-out prompts) stands in for VBench's "
+                                          "suite, counts from stages.toy_protocol (raven.evaluation.vbench_toy)")
     protocol.set_defaults(handler=run_vbench_protocol)
 
     env = commands.add_parser("vbench-env", help="build the separate VBench venv from workflow/envs/vbench.txt")
@@ -37,6 +42,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     vbench = commands.add_parser("vbench", help="static filter + VBench dimensions in the VBench venv + totals")
     vbench.add_argument("--spec", required=True, help="stages.vbench options (the environment, the dimensions)")
     vbench.add_argument("--samples", required=True, help="`raven sample` folder of the protocol's prompt file")
+    vbench.add_argument("--plan", required=True, help="protocol plan written by `raven eval vbench-protocol`")
     vbench.add_argument("--work", required=True, help="scratch folder: VBench names, static filter, scored set, raw results")
     vbench.add_argument("--out", required=True, help="metrics JSON")
     vbench.set_defaults(handler=run_vbench)
@@ -67,14 +73,28 @@ def samples_fps(samples, spec) -> float:
 
 
 def run_toy(args: argparse.Namespace) -> int:
-    from raven.config import read_spec
+    from pathlib import Path
+
+    from raven.config import ConfigError, read_spec
     from raven.evaluation.samples import read_samples
     from raven.evaluation.toy import benchmark
-    from raven.io import atomic_write_json
+    from raven.io import atomic_write_json, read_json
 
     spec = read_spec(args.spec)
-    samples = read_samples(args.samples)
-    report = benchmark(samples.videos, samples.prompts, samples_fps(samples, spec))
+    if (args.plan is None) != (args.work is None):
+        raise ConfigError("raven eval toy: give --plan and --work together (or neither)")
+    if args.plan:
+        from raven.config import stage_options
+        from raven.evaluation.options import ToyProtocolOptions
+        from raven.evaluation.vbench_suite import plan_files
+        from raven.evaluation.vbench_toy import score_toy_protocol
+
+        options = stage_options(spec, "toy_protocol", ToyProtocolOptions)
+        fps = float(read_json(Path(args.samples) / "summary.json").get("fps", spec.video.fps))
+        report = score_toy_protocol(args.samples, plan_files(read_json(args.plan), spec.seed), options, args.work, fps)
+    else:
+        samples = read_samples(args.samples)
+        report = benchmark(samples.videos, samples.prompts, samples_fps(samples, spec))
     atomic_write_json(args.out, {**report, "samples": str(args.samples), "scale": spec.scale})
     print(f"toy-world total {report['total']:.4f} quality {report['quality']:.4f} semantic {report['semantic']:.4f} "
           f"dyn_deg {report['dyn_deg']:.3f} on {report['videos']} videos")
@@ -111,9 +131,19 @@ def vbench_options(spec):
     return stage_options(spec, "vbench", VBenchOptions)
 
 
-def protocol_files(spec):
+def protocol_files(spec, suite=None):
+    """VBench's protocol files (stages.vbench), or with `suite` (a prompt file) the toy stand-in's."""
     from raven.evaluation.vbench_suite import load_full_info, protocol, read_extended_prompts
 
+    if suite is not None:
+        from raven.config import stage_options
+        from raven.data.prompts import read_prompt_file
+        from raven.evaluation.options import ToyProtocolOptions
+        from raven.evaluation.vbench_toy import toy_suite
+
+        options = stage_options(spec, "toy_protocol", ToyProtocolOptions)
+        entries = toy_suite(read_prompt_file(suite), options.flicker_prompts)
+        return protocol(entries, flicker_samples=options.flicker_samples, samples=options.samples, base_seed=spec.seed)
     options = vbench_options(spec)
     info = load_full_info(options.full_info)
     extended = read_extended_prompts(options.extended_prompts, len(info)) if options.extended_prompts else None
@@ -128,7 +158,7 @@ def run_vbench_protocol(args: argparse.Namespace) -> int:
     from raven.data.prompts import write_prompt_file
     from raven.io import atomic_write_json
 
-    files = protocol_files(read_spec(args.spec))
+    files = protocol_files(read_spec(args.spec), args.suite)
     write_prompt_file(args.prompts, [f.text for f in files])
     atomic_write_json(args.out, [{"name": f.name, **asdict(f)} for f in files])
     print(f"{len(files)} VBench files planned in {args.out}; prompts for `raven sample` in {args.prompts}")
@@ -146,14 +176,14 @@ def run_vbench_env(args: argparse.Namespace) -> int:
 
 def run_vbench(args: argparse.Namespace) -> int:
     from raven.config import ConfigError, read_spec
-    from raven.evaluation.vbench_suite import score_protocol_samples
-    from raven.io import atomic_write_json
+    from raven.evaluation.vbench_suite import plan_files, score_protocol_samples
+    from raven.io import atomic_write_json, read_json
 
     spec = read_spec(args.spec)
     options = vbench_options(spec)
     if options.cache_dir is None:
         raise ConfigError("stages.vbench.cache_dir is not set: point it at the local VBench weights folder")
-    report = score_protocol_samples(args.samples, protocol_files(spec), options, args.work)
+    report = score_protocol_samples(args.samples, plan_files(read_json(args.plan), spec.seed), options, args.work)
     atomic_write_json(args.out, {**report, "samples": str(args.samples)})
     print(f"VBench on {report['scored']} videos: {report['dimensions']}")
     return 0

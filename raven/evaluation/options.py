@@ -28,6 +28,16 @@ class VBenchOptions(Section):
                                     "dimensions, installed into the venv (not on PyPI)")
 
 
+class ToyProtocolOptions(Section):
+    """`stages.toy_protocol`: the toy scales' stand-in for VBench's protocol (raven.evaluation.vbench_toy)."""
+
+    flicker_prompts: int = Field(default=0, ge=0, description="the suite's first prompts that are its "
+                                 "temporal-flickering ones (VBench: the first 75)")
+    flicker_samples: int = Field(default=1, gt=0, description="files per flickering prompt")
+    samples: int = Field(default=1, gt=0, description="files per other prompt; static clips kept per flickering one")
+    static_filter: bool = False
+
+
 class UnifiedRewardOptions(Section):
     """`stages.unified_reward`: UnifiedReward-qwen-32B (Qwen2.5-VL) from a local folder."""
 

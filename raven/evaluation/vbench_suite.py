@@ -21,7 +21,7 @@ import json
 import os
 import subprocess
 import sys
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -283,23 +283,42 @@ def run_vbench(venv: str | Path, videos: str | Path, out: str | Path, dimensions
     return read_results(out, name)
 
 
-def score_protocol_samples(samples: str | Path, files: Sequence[VBenchFile], options, work: str | Path) -> dict:
-    """`raven eval vbench`: a row's samples of the protocol's prompt file under VBench's names (`work/videos`),
-    the static filter over the flickering prompts' clips, the scored set (`work/scored`) scored on
-    `options.dimensions` (`raven.evaluation.options.VBenchOptions`); totals when all 16 are scored."""
+def scoring_folder(samples: str | Path, files: Sequence[VBenchFile], work: str | Path, samples_per_prompt: int,
+                   static_filter: Callable[[Path, Path], Path] | None) -> dict:
+    """The protocol's wiring, shared by VBench and the toy scales' stand-ins: a row's samples of the protocol's
+    prompt file linked under the protocol's names (`work/videos`), `static_filter(videos, work / "static")` over
+    the flickering prompts' clips, returning the folder of the static ones named `<prompt>-0..` (None: their
+    first clips are kept), and the scored set (`work/scored`)."""
     samples, work = Path(samples), Path(work)
     records = json.loads((samples / "samples.json").read_text())
     link_protocol_videos(samples, records, files, work / "videos")
+    filtered = work / "videos" if static_filter is None else static_filter(work / "videos", work / "static")
+    return assemble_scoring_folder(work / "videos", filtered, files, work / "scored", samples_per_prompt)
+
+
+def score_protocol_samples(samples: str | Path, files: Sequence[VBenchFile], options, work: str | Path) -> dict:
+    """`raven eval vbench`: the scoring folder of a row's samples (VBench's static filter, RAFT) scored on
+    `options.dimensions` (`raven.evaluation.options.VBenchOptions`) in the VBench venv; totals when all 16 are."""
+    work = Path(work)
     check_weights(options.dimensions, options.cache_dir, static_filter=options.static_filter)
-    filtered = work / "videos"
-    if options.static_filter:
-        subprocess.run(static_filter_command(options.venv, work / "videos", work / "static", options.cache_dir),
-                       check=True, env=job_environment(options.cache_dir))
-        filtered = work / "static" / "filtered_videos"
-    counts = assemble_scoring_folder(work / "videos", filtered, files, work / "scored", options.samples)
+
+    def vbench_static_filter(videos: Path, out: Path) -> Path:
+        subprocess.run(static_filter_command(options.venv, videos, out, options.cache_dir), check=True,
+                       env=job_environment(options.cache_dir))
+        return out / "filtered_videos"
+
+    counts = scoring_folder(samples, files, work, options.samples,
+                            vbench_static_filter if options.static_filter else None)
     dimensions = run_vbench(options.venv, work / "scored", work / "results", options.dimensions, options.cache_dir,
                             gpus=options.gpus, detectron2=options.detectron2)
     report = {"kind": "vbench", "dimensions": dimensions, **counts}
     if set(DIMENSIONS) <= set(dimensions):
         report.update(vbench_scores(dimensions))
     return report
+
+
+def plan_files(plan: Sequence[dict], base_seed: int) -> list[VBenchFile]:
+    """The files of a plan written by `raven eval vbench-protocol`, with a row's seeds: its seed + global index
+    (a seed replica of a row samples the same names with its own seeds)."""
+    return [VBenchFile(entry["prompt"], entry["text"], int(entry["index"]), base_seed + position, bool(entry["flicker"]))
+            for position, entry in enumerate(plan)]

@@ -6,23 +6,27 @@
 
 
 rule eval_toy:
-    input: spec=RESULTS + "/specs/{row}.yaml", samples=RESULTS + "/samples/{row}/summary.json"
+    """The toy world's stand-in for the VBench job: the same names, static filter and scored set."""
+    input: spec=RESULTS + "/specs/{row}.yaml", samples=RESULTS + "/samples/{row}/summary.json", plan=PROTOCOL
     output: RESULTS + "/eval/{row}/toy.json"
-    params: samples=RESULTS + "/samples/{row}"
+    params: samples=RESULTS + "/samples/{row}", work=RESULTS + "/eval/{row}/toy"
     log: RESULTS + "/logs/eval/{row}/toy.log"
     benchmark: RESULTS + "/benchmarks/eval/{row}/toy.tsv"
-    shell: "raven eval toy --spec {input.spec} --samples {params.samples} --out {output} > {log} 2>&1"
+    shell: "raven eval toy --spec {input.spec} --samples {params.samples} --plan {input.plan} --work {params.work} "
+           "--out {output} > {log} 2>&1"
 
 
 rule vbench_protocol:
     """VBench's sampling plan (docs/method.md §10): every file's name `<prompt>-<i>.mp4`, text (the extended prompt
     when stages.vbench.extended_prompts is set) and seed offset, and the prompt file every evaluated row
-    samples, one line per file (sample rule)."""
-    input: spec=SHARED_SPEC
-    output: plan=VBENCH_PROTOCOL, prompts=VBENCH_PROMPTS
+    samples, one line per file (sample rule). Toy scales: the held-out prompts stand in for the suite."""
+    input: spec=SHARED_SPEC, suite=[] if BENCHMARK == "vbench" else HELDOUT
+    output: plan=PROTOCOL, prompts=PROTOCOL_PROMPTS
+    params: suite=lambda w, input: f"--suite {input.suite}" if input.suite else ""
     log: RESULTS + "/logs/eval/vbench_protocol.log"
     benchmark: RESULTS + "/benchmarks/eval/vbench_protocol.tsv"
-    shell: "raven eval vbench-protocol --spec {input.spec} --out {output.plan} --prompts {output.prompts} > {log} 2>&1"
+    shell: "raven eval vbench-protocol --spec {input.spec} {params.suite} --out {output.plan} "
+           "--prompts {output.prompts} > {log} 2>&1"
 
 
 rule vbench_env:
@@ -40,14 +44,14 @@ rule eval_vbench:
     input:
         spec=RESULTS + "/specs/{row}.yaml",
         samples=RESULTS + "/samples/{row}/summary.json",
-        plan=VBENCH_PROTOCOL,
+        plan=PROTOCOL,
         env=RESULTS + "/eval/vbench_env.done",
     output: RESULTS + "/eval/{row}/vbench.json"
     params: samples=RESULTS + "/samples/{row}", work=RESULTS + "/eval/{row}/vbench"
     log: RESULTS + "/logs/eval/{row}/vbench.log"
     benchmark: RESULTS + "/benchmarks/eval/{row}/vbench.tsv"
     shell: launched("vbench", RESULTS + "/logs/launch/{wildcards.row}/vbench") + " eval vbench --spec {input.spec} "
-           "--samples {params.samples} --work {params.work} --out {output} > {log} 2>&1"
+           "--samples {params.samples} --plan {input.plan} --work {params.work} --out {output} > {log} 2>&1"
 
 
 rule eval_unified_reward:

@@ -1,17 +1,16 @@
 # Samples of every row's student (trained here, or a baseline's released checkpoint) with the row's
 # inference scheme (rolling window, sink/window come from its spec), and a qualitative grid (Figure 3).
-# The prompts are the benchmark's (docs/method.md §10): VBench's protocol, one line per file, seed = the row's seed
-# + file index (evaluate.smk, rule vbench_protocol); the toy world's held-out prompts otherwise.
-VBENCH_PROTOCOL = RESULTS + "/eval/vbench_protocol.json"
-VBENCH_PROMPTS = RESULTS + "/data/prompts/vbench.txt"
-EVAL_PROMPTS = VBENCH_PROMPTS if BENCHMARK == "vbench" else HELDOUT
+# The prompts are the protocol's (docs/method.md §10; evaluate.smk, rule vbench_protocol): one line per file, seed =
+# the row's seed + file index; VBench's suite at paper scale, the held-out toy prompts at toy scales.
+PROTOCOL = RESULTS + "/eval/protocol.json"
+PROTOCOL_PROMPTS = RESULTS + "/data/prompts/protocol.txt"
 
 
 rule sample:
     input:
         spec=RESULTS + "/specs/{row}.yaml",
         student=lambda w: student_of(w.row)[0],
-        prompts=EVAL_PROMPTS,
+        prompts=PROTOCOL_PROMPTS,
     output: RESULTS + "/samples/{row}/summary.json"
     params:
         out=RESULTS + "/samples/{row}",
