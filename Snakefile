@@ -6,6 +6,7 @@ from snakemake.utils import validate
 from raven.config.check import check_config_files
 
 configfile: "config/config.yaml"
+envvars: "PATH"  # common.smk puts this environment's `raven` first on it
 # Every key of config.yaml/--config, the scale file and config/experiments.yaml (rows, stage options),
 # naming the file, row, key path and nearest valid key (workflow/schemas/).
 check_config_files(config)
@@ -23,7 +24,7 @@ include: "workflow/rules/tables.smk"
 
 rule all:
     input:
-        expand(RESULTS + "/tables/{table}.md", table=TABLES),
-        expand(RESULTS + "/samples/{row}/grid.png", row=BASE_ROWS),
-        RESULTS + "/plots/chunk_weights.png",
-        RESULTS + "/plots/loss_curves",
+        expand(results("tables/{table}.md"), table=TABLES),
+        expand(results("samples/{row}/grid.png"), row=BASE_ROWS),
+        results("plots/chunk_weights.png"),
+        results("plots/loss_curves"),

@@ -1,5 +1,7 @@
 # Lookups shared by every rule: the scale, the rows and tables of config/experiments.yaml, the
 # resolved run spec of a row, where each row's model comes from. No stage logic here.
+# snakemake --lint 'Mixed rules and functions': these helpers are the rules' own lookups, kept beside
+# the rules that use them so that each rule stays a few lines.
 import functools
 import json
 import os
@@ -15,6 +17,16 @@ os.environ["PATH"] = f"{os.path.dirname(sys.executable)}{os.pathsep}{os.environ[
 
 SCALE = config["scale"]
 RESULTS = f"{config['results_dir']}/{SCALE}"
+
+
+def results(path):
+    """`path` below this scale's results folder (`results/<scale>/<path>`), as a rule's file or a job's folder."""
+    return f"{RESULTS}/{path}"
+
+
+# The software of every rule: the main environment (`--sdm conda` builds it; the VBench rule's own venv is
+# built by `vbench_env` from workflow/envs/). Paths of `conda:` are relative to the rule's file.
+CONDA_ENV = "../../environment.yml"
 TABLES = load_yaml("config/experiments.yaml")["tables"]
 RUN_SETTINGS = {key: config[key] for key in ("seed", "results_dir", "tracking_uri", "launcher")}
 # Where a run writes and how it is submitted: not part of what a spec computes (spec_hash leaves them out).
@@ -123,6 +135,9 @@ def spec_settings(settings):
 
 
 SPEC_SETTINGS = spec_settings(RUN_SETTINGS)
+# snakemake --lint flags shell commands that use SCALE, SPEC_SETTINGS, LAUNCH and BASE_MODEL directly.
+# Kept on purpose: as params they would join the `params` rerun trigger, and a new launcher, results
+# folder or --config setting must rerun nothing (the spec-hash param covers what they decide).
 # Heavy stages run through `raven launch --spec S --stage NAME {LAUNCH} --logs DIR -- <stage command>`;
 # the launcher of this invocation (profile) wins over the one written in the spec.
 LAUNCH = f"--launcher {shlex.quote(json.dumps(config['launcher']))}"
@@ -203,27 +218,30 @@ def launched(stage, logs):
 
 
 rule row_spec:
-    output: RESULTS + "/specs/{row}.yaml"
+    output: results("specs/{row}.yaml")
     params: spec=lambda w: spec_hash(w.row)
-    log: RESULTS + "/logs/spec/{row}.log"
-    benchmark: RESULTS + "/benchmarks/spec/{row}.tsv"
+    conda: CONDA_ENV
+    log: results("logs/spec/{row}.log")
+    benchmark: results("benchmarks/spec/{row}.tsv")
     shell: "raven spec --scale {SCALE} --row {wildcards.row} {SPEC_SETTINGS} --out {output} > {log} 2>&1"
 
 
 rule shared_spec:
     output: SHARED_SPEC
     params: spec=spec_hash()
-    log: RESULTS + "/logs/spec/_shared.log"
-    benchmark: RESULTS + "/benchmarks/spec/_shared.tsv"
+    conda: CONDA_ENV
+    log: results("logs/spec/_shared.log")
+    benchmark: results("benchmarks/spec/_shared.tsv")
     shell: "raven spec --scale {SCALE} {SPEC_SETTINGS} --out {output} > {log} 2>&1"
 
 
 rule init_spec:
     """The shared spec with the ODE-pair mode of one init (causal chunkwise / bidirectional teacher)."""
-    output: RESULTS + "/specs/_{init}.yaml"
+    output: results("specs/_{init}.yaml")
     params:
         spec=lambda w: spec_hash(settings={"stages": {"ode_pairs": {"mode": INIT_MODES[w.init]}}}),
         mode=lambda w: INIT_MODES[w.init],
-    log: RESULTS + "/logs/spec/_{init}.log"
-    benchmark: RESULTS + "/benchmarks/spec/_{init}.tsv"
+    conda: CONDA_ENV
+    log: results("logs/spec/_{init}.log")
+    benchmark: results("benchmarks/spec/_{init}.tsv")
     shell: "raven spec --scale {SCALE} {SPEC_SETTINGS} --set stages.ode_pairs.mode={params.mode} --out {output} > {log} 2>&1"

@@ -3,7 +3,7 @@
 # `raven preflight` checks every weight and data path of the DAG and each stage's GPU memory per device.
 # On a cluster (launcher slurm) it is the first job, and Snakemake prints its warnings while planning
 # (also with -n): the path problems, and the stages that did not fit in the last report.
-PREFLIGHT = RESULTS + "/preflight.json"
+PREFLIGHT = results("preflight.json")
 ON_CLUSTER = config["launcher"]["name"] == "slurm"
 if ON_CLUSTER:
     from raven.preflight import quick_warnings
@@ -15,26 +15,29 @@ if ON_CLUSTER:
 rule preflight:
     input: SHARED_SPEC
     output: PREFLIGHT
-    log: RESULTS + "/logs/preflight.log"
-    benchmark: RESULTS + "/benchmarks/preflight.tsv"
+    conda: CONDA_ENV
+    log: results("logs/preflight.log")
+    benchmark: results("benchmarks/preflight.tsv")
     shell: "raven preflight --scale {SCALE} {SPEC_SETTINGS} --out {output} > {log} 2>&1"
 
 
 rule prompts:
     input: spec=SHARED_SPEC, preflight=PREFLIGHT if ON_CLUSTER else []
     output:
-        train=RESULTS + "/data/prompts/train.txt",
-        heldout=RESULTS + "/data/prompts/heldout.txt",
-        summary=report(RESULTS + "/data/prompts/summary.json", category="Data"),
-    log: RESULTS + "/logs/data/prompts.log"
-    benchmark: RESULTS + "/benchmarks/data/prompts.tsv"
+        train=results("data/prompts/train.txt"),
+        heldout=results("data/prompts/heldout.txt"),
+        summary=report(results("data/prompts/summary.json"), category="Data"),
+    conda: CONDA_ENV
+    log: results("logs/data/prompts.log")
+    benchmark: results("benchmarks/data/prompts.tsv")
     shell: "raven data prompts --spec {input.spec} --out-train {output.train} --out-heldout {output.heldout} --summary {output.summary} > {log} 2>&1"
 
 
 rule clips:
     input: spec=SHARED_SPEC, prompts=rules.prompts.output.train
-    output: RESULTS + "/data/clips/summary.json"
-    params: out=RESULTS + "/data/clips"
-    log: RESULTS + "/logs/data/clips.log"
-    benchmark: RESULTS + "/benchmarks/data/clips.tsv"
+    output: results("data/clips/summary.json")
+    params: out=lambda w, output: os.path.dirname(output[0])
+    conda: CONDA_ENV
+    log: results("logs/data/clips.log")
+    benchmark: results("benchmarks/data/clips.tsv")
     shell: "raven data clips --spec {input.spec} --prompts {input.prompts} --out {params.out} > {log} 2>&1"

@@ -7,11 +7,12 @@
 
 rule eval_toy:
     """The toy world's stand-in for the VBench job: the same names, static filter and scored set."""
-    input: spec=RESULTS + "/specs/{row}.yaml", samples=RESULTS + "/samples/{row}/summary.json", plan=PROTOCOL
-    output: RESULTS + "/eval/{row}/toy.json"
-    params: samples=RESULTS + "/samples/{row}", work=RESULTS + "/eval/{row}/toy"
-    log: RESULTS + "/logs/eval/{row}/toy.log"
-    benchmark: RESULTS + "/benchmarks/eval/{row}/toy.tsv"
+    input: spec=results("specs/{row}.yaml"), samples=results("samples/{row}/summary.json"), plan=PROTOCOL
+    output: results("eval/{row}/toy.json")
+    params: samples=lambda w, input: os.path.dirname(input.samples), work=results("eval/{row}/toy")
+    conda: CONDA_ENV
+    log: results("logs/eval/{row}/toy.log")
+    benchmark: results("benchmarks/eval/{row}/toy.tsv")
     shell: "raven eval toy --spec {input.spec} --samples {params.samples} --plan {input.plan} --work {params.work} "
            "--out {output} > {log} 2>&1"
 
@@ -23,8 +24,9 @@ rule vbench_protocol:
     input: spec=SHARED_SPEC, suite=[] if BENCHMARK == "vbench" else HELDOUT
     output: plan=PROTOCOL, prompts=PROTOCOL_PROMPTS
     params: suite=lambda w, input: f"--suite {input.suite}" if input.suite else ""
-    log: RESULTS + "/logs/eval/vbench_protocol.log"
-    benchmark: RESULTS + "/benchmarks/eval/vbench_protocol.tsv"
+    conda: CONDA_ENV
+    log: results("logs/eval/vbench_protocol.log")
+    benchmark: results("benchmarks/eval/vbench_protocol.tsv")
     shell: "raven eval vbench-protocol --spec {input.spec} {params.suite} --out {output.plan} "
            "--prompts {output.prompts} > {log} 2>&1"
 
@@ -32,9 +34,10 @@ rule vbench_protocol:
 rule vbench_env:
     """The separate VBench virtual environment (workflow/envs/vbench.txt; VBench pins transformers 4.33)."""
     input: spec=SHARED_SPEC, requirements="workflow/envs/vbench.txt"
-    output: RESULTS + "/eval/vbench_env.done"
-    log: RESULTS + "/logs/eval/vbench_env.log"
-    benchmark: RESULTS + "/benchmarks/eval/vbench_env.tsv"
+    output: results("eval/vbench_env.done")
+    conda: CONDA_ENV
+    log: results("logs/eval/vbench_env.log")
+    benchmark: results("benchmarks/eval/vbench_env.tsv")
     shell: "raven eval vbench-env --spec {input.spec} > {log} 2>&1 && touch {output}"
 
 
@@ -42,42 +45,45 @@ rule eval_vbench:
     """One single-node job per row (launchers.vbench: one task that runs VBench on every GPU of its node):
     the protocol's names linked to the row's samples, VBench's static filter, the 16 dimensions, totals."""
     input:
-        spec=RESULTS + "/specs/{row}.yaml",
-        samples=RESULTS + "/samples/{row}/summary.json",
+        spec=results("specs/{row}.yaml"),
+        samples=results("samples/{row}/summary.json"),
         plan=PROTOCOL,
-        env=RESULTS + "/eval/vbench_env.done",
-    output: RESULTS + "/eval/{row}/vbench.json"
-    params: samples=RESULTS + "/samples/{row}", work=RESULTS + "/eval/{row}/vbench"
-    log: RESULTS + "/logs/eval/{row}/vbench.log"
-    benchmark: RESULTS + "/benchmarks/eval/{row}/vbench.tsv"
-    shell: launched("vbench", RESULTS + "/logs/launch/{wildcards.row}/vbench") + " eval vbench --spec {input.spec} "
+        env=results("eval/vbench_env.done"),
+    output: results("eval/{row}/vbench.json")
+    params: samples=lambda w, input: os.path.dirname(input.samples), work=results("eval/{row}/vbench")
+    conda: CONDA_ENV
+    log: results("logs/eval/{row}/vbench.log")
+    benchmark: results("benchmarks/eval/{row}/vbench.tsv")
+    shell: launched("vbench", results("logs/launch/{wildcards.row}/vbench")) + " eval vbench --spec {input.spec} "
            "--samples {params.samples} --plan {input.plan} --work {params.work} --out {output} > {log} 2>&1"
 
 
 rule eval_unified_reward:
-    input: spec=RESULTS + "/specs/{row}.yaml", samples=RESULTS + "/samples/{row}/summary.json"
-    output: RESULTS + "/eval/{row}/unified_reward.json"
-    params: samples=RESULTS + "/samples/{row}"
-    log: RESULTS + "/logs/eval/{row}/unified_reward.log"
-    benchmark: RESULTS + "/benchmarks/eval/{row}/unified_reward.tsv"
-    shell: launched("unified_reward", RESULTS + "/logs/launch/{wildcards.row}/unified_reward") + " eval unified-reward "
+    input: spec=results("specs/{row}.yaml"), samples=results("samples/{row}/summary.json")
+    output: results("eval/{row}/unified_reward.json")
+    params: samples=lambda w, input: os.path.dirname(input.samples)
+    conda: CONDA_ENV
+    log: results("logs/eval/{row}/unified_reward.log")
+    benchmark: results("benchmarks/eval/{row}/unified_reward.tsv")
+    shell: launched("unified_reward", results("logs/launch/{wildcards.row}/unified_reward")) + " eval unified-reward "
            "--spec {input.spec} --samples {params.samples} --out {output} > {log} 2>&1"
 
 
 rule row:
     """One table row: the benchmark's metrics (+ UnifiedReward's dynamic degree) and the row's recipe."""
     input:
-        spec=RESULTS + "/specs/{row}.yaml",
-        metrics=lambda w: [RESULTS + f"/eval/{replica}/{BENCHMARK}.json" for replica in replicas_of(w.row)],
-        dyn_deg=lambda w: [RESULTS + f"/eval/{replica}/unified_reward.json" for replica in replicas_of(w.row)]
+        spec=results("specs/{row}.yaml"),
+        metrics=lambda w: [results(f"eval/{replica}/{BENCHMARK}.json") for replica in replicas_of(w.row)],
+        dyn_deg=lambda w: [results(f"eval/{replica}/unified_reward.json") for replica in replicas_of(w.row)]
         if DYN_DEG_JUDGE else [],
         training=lambda w: sorted({s for replica in replicas_of(w.row) for s in training_chain(replica)}),
-    output: RESULTS + "/rows/{row}.json"
+    output: results("rows/{row}.json")
     params:
         dyn_deg=lambda w, input: f"--dyn-deg {input.dyn_deg}" if input.dyn_deg else "",
         training=lambda w, input: f"--training {input.training}" if input.training else "",
-    log: RESULTS + "/logs/rows/{row}.log"
-    benchmark: RESULTS + "/benchmarks/rows/{row}.tsv"
+    conda: CONDA_ENV
+    log: results("logs/rows/{row}.log")
+    benchmark: results("benchmarks/rows/{row}.tsv")
     shell: "raven eval row --spec {input.spec} --row {wildcards.row} --metrics {input.metrics} {params.dyn_deg} "
            "{params.training} > {log} 2>&1"
 
@@ -85,18 +91,19 @@ rule row:
 rule long_samples:
     """Videos DRIFT_LENGTH times the training length, for the drift report."""
     input:
-        spec=RESULTS + "/specs/{row}.yaml",
+        spec=results("specs/{row}.yaml"),
         student=lambda w: student_of(w.row)[0],
         prompts=HELDOUT,
-    output: RESULTS + "/samples/{row}/long/summary.json"
+    output: results("samples/{row}/long/summary.json")
     params:
-        out=RESULTS + "/samples/{row}/long",
+        out=results("samples/{row}/long"),
         model=lambda w: model_flags(w.row),
         mode=lambda w: sample_mode(w.row),
         chunks=DRIFT_LENGTH * len(SHARED.chunk_frames),
-    log: RESULTS + "/logs/sample/{row}_long.log"
-    benchmark: RESULTS + "/benchmarks/sample/{row}_long.tsv"
-    shell: launched("sample", RESULTS + "/logs/launch/{wildcards.row}/sample_long") + " sample --spec {input.spec} "
+    conda: CONDA_ENV
+    log: results("logs/sample/{row}_long.log")
+    benchmark: results("benchmarks/sample/{row}_long.tsv")
+    shell: launched("sample", results("logs/launch/{wildcards.row}/sample_long")) + " sample --spec {input.spec} "
            "{params.model} --prompts {input.prompts} --mode {params.mode} --chunks {params.chunks} "
            "--out {params.out} > {log} 2>&1"
 
@@ -104,12 +111,13 @@ rule long_samples:
 rule drift:
     input:
         spec=SHARED_SPEC,
-        samples=lambda w: [RESULTS + f"/samples/{row}/long/summary.json" for row in TABLES["drift"].values()],
+        samples=lambda w: [results(f"samples/{row}/long/summary.json") for row in TABLES["drift"].values()],
     output:
-        json=RESULTS + "/eval/drift.json",
-        plot=report(RESULTS + "/plots/drift.png", category="Plots"),
+        json=results("eval/drift.json"),
+        plot=report(results("plots/drift.png"), category="Plots"),
     params:
         samples=" ".join(f"--samples {label}={RESULTS}/samples/{row}/long" for label, row in TABLES["drift"].items()),
-    log: RESULTS + "/logs/eval/drift.log"
-    benchmark: RESULTS + "/benchmarks/eval/drift.tsv"
+    conda: CONDA_ENV
+    log: results("logs/eval/drift.log")
+    benchmark: results("benchmarks/eval/drift.tsv")
     shell: "raven eval drift --spec {input.spec} {params.samples} --out {output.json} --plot {output.plot} > {log} 2>&1"

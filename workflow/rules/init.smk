@@ -1,5 +1,7 @@
 # Shared initialisation stages, built once and reused by every row (docs/method.md §1, §6): the bidirectional
 # base model, the causal teacher, ODE trajectories of a teacher and the ODE-initialised causal student.
+# snakemake --lint 'Mixed rules and functions': these helpers are the rules' own lookups, kept beside
+# the rules that use them so that each rule stays a few lines.
 
 
 def base_data(wildcards):
@@ -14,21 +16,23 @@ def data_flag(path):
 
 rule train_base:
     input: spec=SHARED_SPEC, data=base_data
-    output: RESULTS + "/init/base/summary.json"
-    params: out=RESULTS + "/init/base", data=lambda w, input: data_flag(input.data)
-    log: RESULTS + "/logs/init/base.log"
-    benchmark: RESULTS + "/benchmarks/init/base.tsv"
-    shell: launched("base", RESULTS + "/logs/launch/base") + " train base --spec {input.spec} {params.data} "
+    output: results("init/base/summary.json")
+    params: out=lambda w, output: os.path.dirname(output[0]), data=lambda w, input: data_flag(input.data)
+    conda: CONDA_ENV
+    log: results("logs/init/base.log")
+    benchmark: results("benchmarks/init/base.tsv")
+    shell: launched("base", results("logs/launch/base")) + " train base --spec {input.spec} {params.data} "
            "--out {params.out} > {log} 2>&1"
 
 
 rule causal_teacher:
     input: spec=SHARED_SPEC, base=BASE_DONE, data=base_data
-    output: RESULTS + "/init/causal_teacher/summary.json"
-    params: out=RESULTS + "/init/causal_teacher", data=lambda w, input: data_flag(input.data)
-    log: RESULTS + "/logs/init/causal_teacher.log"
-    benchmark: RESULTS + "/benchmarks/init/causal_teacher.tsv"
-    shell: launched("causal_teacher", RESULTS + "/logs/launch/causal_teacher") + " train causal-teacher "
+    output: results("init/causal_teacher/summary.json")
+    params: out=lambda w, output: os.path.dirname(output[0]), data=lambda w, input: data_flag(input.data)
+    conda: CONDA_ENV
+    log: results("logs/init/causal_teacher.log")
+    benchmark: results("benchmarks/init/causal_teacher.tsv")
+    shell: launched("causal_teacher", results("logs/launch/causal_teacher")) + " train causal-teacher "
            "--spec {input.spec} --init {BASE_MODEL} {params.data} --out {params.out} > {log} 2>&1"
 
 
@@ -36,20 +40,21 @@ def pairs_teacher(init):
     """(target, folder) of the teacher whose ODE trajectories an init regresses on: the causal teacher
     (Causal Forcing) or the bidirectional base (CausVid)."""
     if init == "ode_causal":
-        return RESULTS + "/init/causal_teacher/summary.json", RESULTS + "/init/causal_teacher"
+        return results("init/causal_teacher/summary.json"), results("init/causal_teacher")
     return BASE_DONE, BASE_OUT
 
 
 rule ode_pairs:
     input:
-        spec=RESULTS + "/specs/_{init}.yaml",
+        spec=results("specs/_{init}.yaml"),
         teacher=lambda w: pairs_teacher(w.init)[0],
         prompts=PROMPTS,
-    output: RESULTS + "/init/{init}/pairs/summary.json"
-    params: out=RESULTS + "/init/{init}/pairs", teacher=lambda w: pairs_teacher(w.init)[1]
-    log: RESULTS + "/logs/init/{init}/pairs.log"
-    benchmark: RESULTS + "/benchmarks/init/{init}/pairs.tsv"
-    shell: launched("ode_pairs", RESULTS + "/logs/launch/{wildcards.init}/pairs") + " ode pairs --spec {input.spec} "
+    output: results("init/{init}/pairs/summary.json")
+    params: out=lambda w, output: os.path.dirname(output[0]), teacher=lambda w: pairs_teacher(w.init)[1]
+    conda: CONDA_ENV
+    log: results("logs/init/{init}/pairs.log")
+    benchmark: results("benchmarks/init/{init}/pairs.tsv")
+    shell: launched("ode_pairs", results("logs/launch/{wildcards.init}/pairs")) + " ode pairs --spec {input.spec} "
            "--teacher {params.teacher} --prompts {input.prompts} --out {params.out} > {log} 2>&1"
 
 
@@ -67,15 +72,16 @@ def ode_pairs_input(wildcards):
     (paper weights before they are copied) is no input, so that `-n` plans the DAG; the stage names it."""
     released = released_init(wildcards.init)
     if released is None:
-        return RESULTS + f"/init/{wildcards.init}/pairs/summary.json"
+        return results(f"init/{wildcards.init}/pairs/summary.json")
     return str(released) if os.path.exists(released) else []
 
 
 rule ode_init:
-    input: spec=RESULTS + "/specs/_{init}.yaml", base=BASE_DONE, pairs=ode_pairs_input
-    output: RESULTS + "/init/{init}/student/summary.json"
-    params: out=RESULTS + "/init/{init}/student", pairs=RESULTS + "/init/{init}/pairs"
-    log: RESULTS + "/logs/init/{init}/student.log"
-    benchmark: RESULTS + "/benchmarks/init/{init}/student.tsv"
-    shell: launched("ode_init", RESULTS + "/logs/launch/{wildcards.init}/student") + " train ode-init "
+    input: spec=results("specs/_{init}.yaml"), base=BASE_DONE, pairs=ode_pairs_input
+    output: results("init/{init}/student/summary.json")
+    params: out=lambda w, output: os.path.dirname(output[0]), pairs=results("init/{init}/pairs")
+    conda: CONDA_ENV
+    log: results("logs/init/{init}/student.log")
+    benchmark: results("benchmarks/init/{init}/student.tsv")
+    shell: launched("ode_init", results("logs/launch/{wildcards.init}/student")) + " train ode-init "
            "--spec {input.spec} --pairs {params.pairs} --init {BASE_MODEL} --out {params.out} > {log} 2>&1"

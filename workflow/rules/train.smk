@@ -4,26 +4,28 @@
 
 rule train_dmd:
     input:
-        spec=RESULTS + "/specs/{dmd_row}.yaml",
-        init=lambda w: RESULTS + f"/init/{ROWS[w.dmd_row]['init']}/student/summary.json",
+        spec=results("specs/{dmd_row}.yaml"),
+        init=lambda w: results(f"init/{ROWS[w.dmd_row]['init']}/student/summary.json"),
         prompts=PROMPTS,
-        clips=CLIPS + "/summary.json",
-    output: RESULTS + "/train/{dmd_row}/summary.json"
-    params: out=RESULTS + "/train/{dmd_row}", init=lambda w, input: os.path.dirname(input.init) + "/model_ema"
-    log: RESULTS + "/logs/train/{dmd_row}.log"
-    benchmark: RESULTS + "/benchmarks/train/{dmd_row}.tsv"
-    shell: launched("dmd", RESULTS + "/logs/launch/{wildcards.dmd_row}/train") + " train dmd --spec {input.spec} "
-           "--init {params.init} --prompts {input.prompts} --clips " + CLIPS + " --out {params.out} > {log} 2>&1"
+        clips=f"{CLIPS}/summary.json",
+    output: results("train/{dmd_row}/summary.json")
+    params: out=lambda w, output: os.path.dirname(output[0]), init=lambda w, input: os.path.join(os.path.dirname(input.init), "model_ema")
+    conda: CONDA_ENV
+    log: results("logs/train/{dmd_row}.log")
+    benchmark: results("benchmarks/train/{dmd_row}.tsv")
+    shell: launched("dmd", results("logs/launch/{wildcards.dmd_row}/train")) + " train dmd --spec {input.spec} "
+           f"--init {{params.init}} --prompts {{input.prompts}} --clips {CLIPS} --out {{params.out}} > {{log}} 2>&1"
 
 
 rule train_cmgrpo:
     input:
-        spec=RESULTS + "/specs/{cmgrpo_row}.yaml",
+        spec=results("specs/{cmgrpo_row}.yaml"),
         init=lambda w: student_of(ROWS[w.cmgrpo_row]["from"])[0],
         prompts=PROMPTS,
-    output: RESULTS + "/train/{cmgrpo_row}/summary.json"
-    params: out=RESULTS + "/train/{cmgrpo_row}", init=lambda w: student_of(ROWS[w.cmgrpo_row]["from"])[1]
-    log: RESULTS + "/logs/train/{cmgrpo_row}.log"
-    benchmark: RESULTS + "/benchmarks/train/{cmgrpo_row}.tsv"
-    shell: launched("cmgrpo", RESULTS + "/logs/launch/{wildcards.cmgrpo_row}/train") + " train cmgrpo "
+    output: results("train/{cmgrpo_row}/summary.json")
+    params: out=lambda w, output: os.path.dirname(output[0]), init=lambda w: student_of(ROWS[w.cmgrpo_row]["from"])[1]
+    conda: CONDA_ENV
+    log: results("logs/train/{cmgrpo_row}.log")
+    benchmark: results("benchmarks/train/{cmgrpo_row}.tsv")
+    shell: launched("cmgrpo", results("logs/launch/{wildcards.cmgrpo_row}/train")) + " train cmgrpo "
            "--spec {input.spec} --init {params.init} --prompts {input.prompts} --out {params.out} > {log} 2>&1"
