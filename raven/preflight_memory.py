@@ -74,18 +74,26 @@ class Estimate:
         self.parts[name] = self.parts.get(name, 0.0) + value
 
     @property
+    def live_gb(self) -> float:
+        """Tensor bytes at the peak (what torch.cuda.max_memory_allocated measures)."""
+        return sum(self.parts.values()) / GB
+
+    @property
     def peak_gb(self) -> float:
-        return CUDA_CONTEXT_GB + FRAGMENTATION * sum(self.parts.values()) / GB
+        """Device memory at the peak: live bytes, allocator overhead and the CUDA context."""
+        return CUDA_CONTEXT_GB + FRAGMENTATION * self.live_gb
 
     def breakdown_gb(self) -> dict[str, float]:
         return {name: round(value / GB, 2) for name, value in self.parts.items()}
 
 
-def trained_model_bytes(params: int, shards: int, ema: bool) -> dict[str, float]:
-    """fp32 master weights, fp32 gradients, AdamW's two fp32 moments (and an fp32 EMA), FSDP2-sharded."""
-    parts = {"weights": 4.0 * params / shards, "grads": 4.0 * params / shards, "optimizer": 8.0 * params / shards}
+def trained_model_bytes(params: int, shards: int, ema: bool, master_bytes: int = 4) -> dict[str, float]:
+    """Master weights, gradients, AdamW's two moments (and an EMA), all in the master dtype (fp32 in training
+    runs), FSDP2-sharded."""
+    share = master_bytes * params / shards
+    parts = {"weights": share, "grads": share, "optimizer": 2 * share}
     if ema:
-        parts["ema"] = 4.0 * params / shards
+        parts["ema"] = share
     return parts
 
 
@@ -141,14 +149,17 @@ class Geometry:
 
 @dataclass(frozen=True)
 class Setup:
-    """How a stage runs: FSDP2 shards (ranks), compute bytes, gradient checkpointing."""
+    """How a stage runs: FSDP2 shards (ranks), compute and master-weight bytes, gradient checkpointing."""
 
     shards: int
     compute_bytes: int
+    checkpointing: bool
+    master_bytes: int = 4
 
-    @property
-    def checkpointing(self) -> bool:
-        return self.shards > 1  # raven.training.distributed: sharded trainable models checkpoint
+    @classmethod
+    def for_ranks(cls, shards: int, compute_bytes: int) -> "Setup":
+        """As raven.training.distributed runs it: sharded trainable models use gradient checkpointing."""
+        return cls(shards, compute_bytes, checkpointing=shards > 1)
 
     @property
     def sharded(self) -> bool:
@@ -156,7 +167,7 @@ class Setup:
 
 
 def add_trained(estimate: Estimate, model: Transformer, setup: Setup, ema: bool, params: int | None = None) -> None:
-    for name, value in trained_model_bytes(params or model.params, setup.shards, ema).items():
+    for name, value in trained_model_bytes(params or model.params, setup.shards, ema, setup.master_bytes).items():
         estimate.add(name, value)
 
 
@@ -209,7 +220,7 @@ def grpo_estimate(policy: Transformer, geometry: Geometry, setup: Setup, *, roll
     """One CM-GRPO / Flow-GRPO step (docs/method.md §8): batched rollouts, rewards on decoded videos, LoRA update."""
     estimate = Estimate(notes=[f"LoRA rank {lora_rank} on a frozen fp32 policy; rewards loaded beside it"])
     add_frozen(estimate, policy, setup, 4)
-    for name, value in trained_model_bytes(lora_params(policy, lora_rank), setup.shards, ema=True).items():
+    for name, value in trained_model_bytes(lora_params(policy, lora_rank), setup.shards, True, setup.master_bytes).items():
         estimate.add(f"lora {name}", value)
     if reference:
         add_frozen(estimate, policy, setup, 2)

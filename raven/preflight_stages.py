@@ -87,7 +87,7 @@ def setup_of(spec: RunSpec, stage: str) -> tuple[Setup, float | None, int]:
     gpus_per_node = max(launcher.gpus_per_node, 1)
     ranks = launcher.nodes * (launcher.tasks_per_node or gpus_per_node)  # FSDP2 shards over the ranks
     precision = getattr(spec, "precision", "fp32")
-    return Setup(ranks, 2 if precision == "bf16" else 4), launcher.gpu_mem_gb, launcher.nodes * gpus_per_node
+    return Setup.for_ranks(ranks, 2 if precision == "bf16" else 4), launcher.gpu_mem_gb, launcher.nodes * gpus_per_node
 
 
 def lever(estimate: Estimate, setup: Setup, stage: str, batch_key: str | None) -> str:
