@@ -8,11 +8,9 @@ from raven.evaluation import DIMENSIONS, vbench_scores
 from raven.evaluation.scores import UNIT_BOUNDS, VBENCH_BOUNDS
 from raven.evaluation.vbench_suite import (
     load_full_info,
-    pending,
     protocol,
     read_extended_prompts,
     scored_files,
-    shard,
 )
 
 
@@ -88,12 +86,3 @@ def test_protocol_uses_extended_text_and_seed_base(tmp_path):
     short.write_text("only one line\n")
     with pytest.raises(ValueError, match="946"):
         read_extended_prompts(short, len(info))
-
-
-def test_shards_cover_the_protocol_and_resume_skips_written_files(tmp_path):
-    files = protocol(load_full_info(), max_prompts=10, flicker_samples=3, samples=2)
-    shards = [shard(files, rank, 3) for rank in range(3)]
-    assert sorted(f.name for s in shards for f in s) == sorted(f.name for f in files)
-    (tmp_path / files[0].name).write_bytes(b"video")
-    (tmp_path / files[1].name).write_bytes(b"")  # an empty (partial) file never counts
-    assert [f.name for f in pending(files, tmp_path)] == [f.name for f in files[1:]]

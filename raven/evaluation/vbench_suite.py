@@ -110,19 +110,6 @@ def scored_files(files: Sequence[VBenchFile], samples: int = 5) -> list[VBenchFi
     return [item for item in files if not item.flicker or item.index < samples]
 
 
-def shard(files: Sequence[VBenchFile], rank: int, world: int) -> list[VBenchFile]:
-    """The files of one sampling worker (round robin, so shards stay balanced across prompts)."""
-    if not 0 <= rank < world:
-        raise ValueError(f"rank {rank} is outside a world of {world} workers")
-    return list(files[rank::world])
-
-
-def pending(files: Sequence[VBenchFile], folder: str | Path) -> list[VBenchFile]:
-    """Files not yet written to `folder` (videos are written atomically; an empty file never counts)."""
-    folder = Path(folder)
-    return [f for f in files if not ((folder / f.name).is_file() and (folder / f.name).stat().st_size > 0)]
-
-
 def link_protocol_videos(samples_dir: str | Path, records: Sequence[dict], files: Sequence[VBenchFile],
                          out: str | Path) -> int:
     """Symlink `raven sample`'s `videos/{i:05d}.mp4` to VBench names `out/<prompt>-<i>.mp4`.
