@@ -59,3 +59,31 @@ def test_every_raven_command_of_the_dry_run_parses(tmp_path, profile, scale):
     assert {"spec", "launch", "sample", "eval", "tables"} <= stages, stages
     if scale == "paper":
         assert {("eval", "vbench-protocol"), ("eval", "vbench"), ("eval", "unified-reward")} <= checked
+
+
+def test_rows_that_run_the_same_thing_train_once_and_every_label_prints_that_run(tmp_path):
+    """A copy of the workflow whose experiments.yaml gains `raven_twin`, the `raven` row under another name, and
+    a table printing both: one DMD job, and the twin's label prints the raven run."""
+    import shutil
+    import subprocess
+
+    import yaml
+
+    from test_dag_dryrun import ENV, REPO
+
+    for name in ("Snakefile", "workflow", "config", "profiles"):
+        (shutil.copytree if (REPO / name).is_dir() else shutil.copy)(REPO / name, tmp_path / name)
+    (tmp_path / "local").symlink_to("profiles/local")
+    experiments = yaml.safe_load((tmp_path / "config/experiments.yaml").read_text())
+    experiments["rows"]["raven_twin"] = {**experiments["rows"]["raven"], "recipe": "the same run"}
+    experiments["tables"]["chunk_weighting"]["twin"] = "raven_twin"
+    (tmp_path / "config/experiments.yaml").write_text(yaml.safe_dump(experiments, sort_keys=False))
+    result = subprocess.run(["snakemake", "--profile", "local", "-n", "--nolock", "--config", "scale=smoke",
+                             f"results_dir={tmp_path / 'results'}", "--", "all"], cwd=tmp_path, env=ENV,
+                            capture_output=True, text=True, timeout=300)
+    assert result.returncode == 0, result.stderr + result.stdout
+    commands = shell_commands(result.stdout + result.stderr)
+    assert not any("raven_twin" in c for c in commands)
+    assert sum(f"--out {tmp_path}/results/smoke/train/raven " in c for c in commands) == 1
+    table = next(c for c in commands if c.startswith("raven tables") and "chunk_weighting" in c)
+    assert f"--row=twin={tmp_path}/results/smoke/rows/raven.json" in table
