@@ -208,9 +208,9 @@ class CMGRPOStep:
     rewards: dict
     timesteps: list[int]
     kernel: Literal["consistency", "euler_maruyama"] = "consistency"
+    eta: float = 0.0
     em_convention: EmConvention = "release"
     reference: torch.nn.Module | None = None  # the bidirectional base (kl_reference 'base')
-    eta: float = 0.0
 
     def draw_prompts(self, ctx: StepContext, call: int) -> list[str]:
         """The call's prompts, equal on every rank of a sync group (seeded by the group's first rank)."""
