@@ -19,6 +19,16 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     clips.add_argument("--prompts", help="training prompt file (toy clips)")
     clips.add_argument("--out", required=True, help="folder for shard-*.parquet and summary.json")
     clips.set_defaults(handler=run_clips)
+    cache = commands.add_parser(
+        "text-cache", help="encode every prompt once into a memory-mapped cache (safetensors shards + index.json)",
+        description="Encodes the prompt files, the clips' captions, the empty prompt and the negative prompts with "
+                    "the spec's text encoder (on the GPU in bf16 when there is one), each rank its share; rank 0 "
+                    "writes index.json last. Trainers read embeddings per batch from it (raven.data.text_cache).")
+    cache.add_argument("--spec", required=True, help="resolved run spec YAML (raven spec): its text_encoder")
+    cache.add_argument("--prompts", nargs="+", required=True, help="prompt files, one prompt per line")
+    cache.add_argument("--clips", help="clip shard folder whose captions are cached too (real-clip rows)")
+    cache.add_argument("--out", required=True, help="cache folder (index.json is the Snakemake target)")
+    cache.set_defaults(handler=run_text_cache)
 
 
 def _options(spec_path: str):
@@ -68,4 +78,41 @@ def run_clips(args: argparse.Namespace) -> int:
     except ValueError as error:
         return _fail(error)
     atomic_write_json(out / "summary.json", summary)
+    return 0
+
+
+def cached_prompts(prompt_files: list[str], clips: str | None) -> list[str]:
+    """What trainers look up: the prompts, the clips' captions, the empty prompt (CFG dropout, CM-GRPO's
+    reference) and every negative prompt a teacher or rollout may use."""
+    from raven.data.prompts import read_prompt_file
+    from raven.data.shards import ClipReader
+    from raven.training.teachers import NEGATIVE_PROMPTS
+
+    prompts = [prompt for path in prompt_files for prompt in read_prompt_file(path)]
+    captions = [clip.caption for clip in ClipReader(clips)] if clips else []
+    return ["", *NEGATIVE_PROMPTS.values(), *prompts, *captions]
+
+
+def run_text_cache(args: argparse.Namespace) -> int:
+    import torch
+
+    from raven.config import read_spec
+    from raven.data.text_cache import merge_parts, write_part
+    from raven.models import build_text_encoder
+    from raven.training.distributed import close_world, init_world
+    from raven.training.teachers import NEGATIVE_PROMPTS
+
+    spec = read_spec(args.spec)
+    world = init_world()
+    try:
+        encoder = build_text_encoder(spec)
+        dtype = torch.bfloat16 if world.device.type == "cuda" else torch.float32
+        encoder.model.to(world.device, dtype)
+        write_part(args.out, cached_prompts(args.prompts, args.clips), encoder, part=world.rank,
+                   parts=world.world_size, dtype=dtype)
+        world.barrier()
+        if world.is_main:
+            merge_parts(args.out, world.world_size, {"empty": "", **NEGATIVE_PROMPTS})
+    finally:
+        close_world(world)
     return 0
