@@ -3,7 +3,9 @@
 Writes `<out>/videos/{i:05d}.mp4`, `<out>/videos.npy` (uint8 [N, T, H, W, 3], the exact pixels the toy
 metrics read), `<out>/samples.json` ([{index, prompt, seed, file}]) and `<out>/summary.json` last
 (fps, time to first chunk, latency per chunk). Sample i of prompt p × seed r has index p·seeds + r and
-seed `spec.seed + index` (docs/method.md §10). A rerun whose summary exists does nothing.
+seed `spec.seed + index` (docs/method.md §10). Launched on several ranks, sample i is made by rank
+i mod world size; each sample is written as it is made. A rerun whose summary exists does nothing; otherwise
+it resumes after the finished samples.
 """
 
 from __future__ import annotations

@@ -202,6 +202,10 @@ class RunSpec(Section):
     seed: int = 0
     seeds: int = Field(default=1, ge=1, description="training seeds per trained row: replicas <row>@s1.. beside "
                        "<row>, each with seed + k * REPLICA_SEED_STRIDE (raven.config.load); tables report their spread")
+    precision: Literal["fp32", "bf16"] = Field(
+        default="fp32", description="compute dtype on the device: trained models under FSDP2 (parameters in it, "
+        "gradients reduced in fp32, fp32 master weights), frozen teacher/codec/text encoder/reward models and "
+        "sampling in it; bf16 at paper scale, fp32 at the toy scales")
     results_dir: Path = Path("results")
     tracking_uri: str = "sqlite:///results/mlflow.db"
     video: VideoSpec

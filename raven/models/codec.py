@@ -40,15 +40,17 @@ class WanVAECodec:
         self.mean = torch.tensor(config.latents_mean).view(1, -1, 1, 1, 1)
         self.std = torch.tensor(config.latents_std).view(1, -1, 1, 1, 1)
 
+    # The VAE computes on its own device and dtype; results come back fp32 on the input's device.
     @torch.no_grad()
     def encode(self, pixels: torch.Tensor) -> torch.Tensor:
-        latents = self.vae.encode(pixels.to(self.vae.dtype)).latent_dist.mode()
-        return ((latents - self.mean.to(latents)) / self.std.to(latents)).float()
+        latents = self.vae.encode(pixels.to(self.vae.device, self.vae.dtype)).latent_dist.mode()
+        return ((latents - self.mean.to(latents)) / self.std.to(latents)).to(pixels.device, torch.float32)
 
     @torch.no_grad()
     def decode(self, latents: torch.Tensor) -> torch.Tensor:
-        latents = latents.to(self.vae.dtype) * self.std.to(self.vae.dtype) + self.mean.to(self.vae.dtype)
-        return self.vae.decode(latents).sample.clamp(-1, 1).float()
+        normalised = latents.to(self.vae.device, self.vae.dtype)
+        normalised = normalised * self.std.to(normalised) + self.mean.to(normalised)
+        return self.vae.decode(normalised).sample.clamp(-1, 1).to(latents.device, torch.float32)
 
 
 def load_wan_vae(path: str | Path) -> WanVAECodec:

@@ -229,6 +229,13 @@ class ModelParts:
 
         return cls(spec, build_text_encoder(spec), build_codec(spec))
 
+    def place(self, world) -> "ModelParts":
+        """The frozen text encoder and codec on the world's device in its precision (`World.place`)."""
+        world.place(self.encode_text.model)
+        if hasattr(self.codec, "vae"):
+            world.place(self.codec.vae)
+        return self
+
     def transformer(self, seed: int) -> torch.nn.Module:
         from raven.models import build_transformer
 
@@ -274,9 +281,9 @@ def train_base(spec_path, clips=None, prompts=None, out=None) -> dict:
                           "(the training prompt file), not --clips")
     if options.objective == "flow" and clips is None:
         raise ConfigError("stages.base.objective 'flow' trains on clips: pass --clips (raven data clips)")
-    world = init_world()
+    world = init_world(spec.precision)
     try:
-        parts = ModelParts.build(spec)
+        parts = ModelParts.build(spec).place(world)
         batches, skipped = training_batches(spec, parts, clips, prompts)
         text = TextTable.build(parts.encode_text, batches.captions if clips else batches.prompts)
         model = parts.transformer(spec.seed)

@@ -94,11 +94,11 @@ def train_causal_teacher(spec_path, init=None, clips=None, prompts=None, out=Non
     if init is None or (clips is None and prompts is None):
         raise ConfigError("stages.causal_teacher.kind 'trained' needs --init (the base model folder) and "
                           "--clips or --prompts (its training videos)")
-    world = init_world()
+    world = init_world(spec.precision)
     try:
         from raven.models import causal_forwards
 
-        parts = ModelParts.build(spec)
+        parts = ModelParts.build(spec).place(world)
         batches, skipped = training_batches(spec, parts, clips, prompts)
         text = TextTable.build(parts.encode_text, batches.captions if clips else batches.prompts)
         model = parts.load(init)

@@ -383,7 +383,8 @@ def export_policy(out: Path, build: Callable[[], torch.nn.Module]) -> dict[str, 
 def build_policy(parts, init: Path, options: CMGRPOOptions) -> torch.nn.Module:
     return add_lora(parts.load(init), options.lora_rank, options.lora_alpha)
 
-def build_reference(spec: RunSpec, parts, options: CMGRPOOptions, device: torch.device) -> torch.nn.Module | None:
+
+def build_reference(spec: RunSpec, parts, options: CMGRPOOptions, world) -> torch.nn.Module | None:
     """The frozen bidirectional base of the KL (`kl_reference: base`, docs/method.md §8), loaded from `weights.base`."""
     if options.kl_beta == 0 or options.kl_reference != "base":
         return None
@@ -391,9 +392,7 @@ def build_reference(spec: RunSpec, parts, options: CMGRPOOptions, device: torch.
         raise ConfigError("stages.cmgrpo.kl_reference 'base' takes the KL reference from weights.base (the "
                           "bidirectional Wan2.1-T2V-1.3B transformer folder), which is not set: set it, or use "
                           "kl_reference: policy (the policy with its LoRA off)")
-    dtype = torch.bfloat16 if device.type == "cuda" else torch.float32
-    return parts.load(spec.weights.base).to(device, dtype).eval().requires_grad_(False)
-
+    return world.place(parts.load(spec.weights.base))
 
 
 def train_cmgrpo(spec_path, init, prompts, out) -> dict:
@@ -417,13 +416,13 @@ def train_cmgrpo(spec_path, init, prompts, out) -> dict:
     rewards = build_rewards([n for n, w in options.reward_weights.items() if w != 0], options.rewards,
                             "stages.cmgrpo.rewards")
     out = Path(out)
-    world = init_world()
+    world = init_world(spec.precision)
     try:
-        parts = ModelParts.build(spec)
+        parts = ModelParts.build(spec).place(world)
         model = build_policy(parts, init, options)
         step = CMGRPOStep(options, spec, model, causal_forwards(model, spec), TextTable.build(parts.encode_text, prompt_list),
                           parts.codec.decode, rewards, student_timesteps(spec), kernel, eta, spec.sampler.em_convention,
-                          build_reference(spec, parts, options, world.device))
+                          build_reference(spec, parts, options, world))
         summary = train(
             [TrainedModel("policy", model, options.optim, options.ema_decay, export=None)], step, out,
             options.loop_options(spec.seed),

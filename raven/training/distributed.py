@@ -54,6 +54,19 @@ class World:
     def all_reduce_mean(self, tensor: torch.Tensor) -> torch.Tensor:
         return self.all_reduce_sum(tensor) / self.world_size
 
+    def gather(self, value: object) -> list:
+        """Every rank's `value` (any picklable object), in rank order."""
+        if self.world_size == 1:
+            return [value]
+        values = [None] * self.world_size
+        dist.all_gather_object(values, value)
+        return values
+
+    def place(self, module: torch.nn.Module) -> torch.nn.Module:
+        """A frozen model (teacher, codec, text encoder, reward model, sampled student) on this rank's device
+        in the compute precision, in eval mode."""
+        return module.to(device=self.device, dtype=self.dtype).eval().requires_grad_(False)
+
     def barrier(self) -> None:
         if self.world_size > 1:
             dist.barrier()

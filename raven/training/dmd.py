@@ -341,10 +341,10 @@ class DMDIteration:
         return metrics
 
 
-def dmd_teacher(inputs: DMDInputs, parts: ModelParts, train_prompts: Sequence[str], device: torch.device) -> Teacher:
+def dmd_teacher(inputs: DMDInputs, parts: ModelParts, train_prompts: Sequence[str], world: World) -> Teacher:
     """`stages.dmd.teacher`: the toy world's exact denoiser (CFG against the mixture of the training
-    prompts) or the frozen Wan transformer of `weights.teacher` (bf16 on CUDA) with CFG against the
-    `teacher_negative` prompt."""
+    prompts) or the frozen Wan transformer of `weights.teacher` (on the device in `spec.precision`) with CFG
+    against the `teacher_negative` prompt."""
     from raven.world.teacher import ExactTeacher
 
     options = inputs.options
@@ -352,11 +352,11 @@ def dmd_teacher(inputs: DMDInputs, parts: ModelParts, train_prompts: Sequence[st
     if options.teacher == "toy":
         uncond = train_prompts if options.teacher_guidance != 1.0 else None
         exact = ExactTeacher.from_spec(inputs.spec, uncond)
-    dtype = torch.bfloat16 if device.type == "cuda" else torch.float32
     teacher = build_teacher(options.teacher, options.teacher_guidance, inputs.spec.weights.teacher,
-                            parts.encode_text, parts.codec, exact, dtype, NEGATIVE_PROMPTS[options.teacher_negative])
+                            parts.encode_text, parts.codec, exact, world.dtype,
+                            NEGATIVE_PROMPTS[options.teacher_negative])
     if isinstance(teacher, WanTeacher):
-        teacher.transformer.to(device)
+        world.place(teacher.transformer)
     return teacher
 
 
@@ -387,16 +387,16 @@ def train_dmd(spec_path, init, prompts, out, clips=None, critic_init=None) -> di
 
     inputs = DMDInputs.from_paths(spec_path, init, prompts, out, clips, critic_init)
     spec, options = inputs.spec, inputs.options
-    world = init_world()
+    world = init_world(spec.precision)
     try:
-        parts = ModelParts.build(spec)
+        parts = ModelParts.build(spec).place(world)
         train_prompts = read_prompt_file(inputs.prompts)
         data, skipped = dmd_data(inputs, parts, train_prompts)
         negative = NEGATIVE_PROMPTS[options.teacher_negative] if options.teacher == "wan" else ""
         text = TextTable.build(parts.encode_text, [*train_prompts, *(data.clips.captions if data.clips else []), negative])
         student, critic = parts.load(inputs.init), parts.load(inputs.critic_init)
         losses = DMDStep(options, causal_forwards(student, spec), critic,
-                         dmd_teacher(inputs, parts, train_prompts, world.device), spec.chunk_frames,
+                         dmd_teacher(inputs, parts, train_prompts, world), spec.chunk_frames,
                          rollout_reward(spec, options, parts.codec), world)
         step = DMDIteration(losses, data, text, student_timesteps(spec), text.embeddings[text.rows([negative])])
         models = [TrainedModel("critic", critic, options.critic_optim),

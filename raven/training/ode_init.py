@@ -257,8 +257,9 @@ def train_ode_init(spec_path, pairs, init, out) -> dict:
     parts = ModelParts.build(spec)
     out = Path(out)
     released = released_init(spec)
-    world = init_world()
+    world = init_world(spec.precision)
     try:
+        parts.place(world)
         if released is not None:
             summary = {"stage": "ode_init", "source": str(released), "trained": False}
             if world.is_main:  # outputs are written by rank 0 only
