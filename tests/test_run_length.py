@@ -86,13 +86,17 @@ def test_a_stage_slowed_and_stopped_by_its_guard_resumes_to_bit_identical_weight
     monkeypatch.chdir(tmp_path / "plain")
     assert train_dmd() == 0
     # the same stage on a busy process whose guard fires after every iteration: exit status 3 and no
-    # model each time, until the reruns have trained all 4 iterations
+    # model each time (through `raven launch` as in the DAG, then by hand), until all 4 iterations are done
     chain_inputs(repo_root, tmp_path / "slowed", tracking_uri, budget_s=1e-9)
     monkeypatch.chdir(tmp_path / "slowed")
     with busy_thread():
-        codes = [train_dmd() for _ in range(4)]
-    assert codes == [BUDGET_EXIT_STATUS] * 3 + [0]
-    assert "stopped by its time guard" in capsys.readouterr().err
+        launched = main(["launch", "--spec", "spec.yaml", "--stage", "dmd", "--launcher", '{"name": "debug"}',
+                         "--logs", "logs", "--", "train", "dmd", "--spec", "spec.yaml", "--init", "ode_init/model",
+                         "--prompts", "train.txt", "--out", "dmd"])
+        assert launched == BUDGET_EXIT_STATUS and not (tmp_path / "slowed/dmd/model").exists()
+        assert "raven launch: dmd stopped by its time guard" in capsys.readouterr().err
+        codes = [train_dmd() for _ in range(3)]
+    assert codes == [BUDGET_EXIT_STATUS] * 2 + [0]
     summary = json.loads((tmp_path / "slowed/dmd/summary.json").read_text())
     assert (summary["iterations"], summary["iterations_target"], summary["resumed_from"]) == (4, 4, 3)
     assert not summary["stopped_by_budget"] and summary["threads"] == 1

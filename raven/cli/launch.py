@@ -22,9 +22,11 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 def run(args: argparse.Namespace) -> int:
     import json
+    import sys
 
     from raven.config import ConfigError, read_spec
     from raven.launch import launch, launcher_for
+    from raven.runtime import BUDGET_EXIT_STATUS
 
     command = args.command[1:] if args.command[:1] == ["--"] else args.command
     if not command:
@@ -33,5 +35,10 @@ def run(args: argparse.Namespace) -> int:
         overrides = json.loads(args.launcher)
     except json.JSONDecodeError as error:
         raise ConfigError(f"raven launch --launcher {args.launcher!r}: not JSON ({error})") from None
-    launch(launcher_for(read_spec(args.spec), args.stage, overrides), args.stage, command, args.logs)
+    result = launch(launcher_for(read_spec(args.spec), args.stage, overrides), args.stage, command, args.logs)
+    if result == BUDGET_EXIT_STATUS:
+        print(f"raven launch: {args.stage} stopped by its time guard before its iteration count; its checkpoint is "
+              f"saved and rerunning resumes it (the job's log in {args.logs} and the stage's stopped.json say more)",
+              file=sys.stderr)
+        return BUDGET_EXIT_STATUS
     return 0

@@ -55,9 +55,12 @@ class StageCommand(submitit.helpers.Checkpointable):
 
     def __call__(self) -> int:
         from raven.cli import main
+        from raven.runtime import BUDGET_EXIT_STATUS
 
         export_distributed_env()
         code = main(self.argv)
+        if code == BUDGET_EXIT_STATUS:  # stopped by its time guard, checkpoint saved: rerunning resumes it
+            return code
         if code:
             raise RuntimeError(f"`raven {' '.join(self.argv)}` exited with status {code}")
         return code
