@@ -17,7 +17,7 @@ from safetensors.torch import load_file
 from raven.cli import main
 from raven.config import ConfigError, resolve_spec, write_spec
 from raven.data.prompts import write_prompt_file
-from raven.runtime import BUDGET_EXIT_STATUS, THREADS_ENV, apply_thread_policy
+from raven.runtime import BUDGET_EXIT_STATUS, NATIVE_THREAD_ENVS, THREADS_ENV, apply_thread_policy
 from raven.world.grammar import prompt_text, sample_prompts
 
 TRAIN = [prompt_text(p) for p in sample_prompts(4, "train", seed=0)]
@@ -130,6 +130,8 @@ def test_two_runs_of_a_rows_chain_give_the_same_row_json(repo_root, tmp_path, mo
 
 
 def test_one_torch_thread_per_process_unless_raven_threads_says_otherwise(monkeypatch, tmp_path, capsys):
+    for name in NATIVE_THREAD_ENVS:  # the policy sets them; monkeypatch restores them after the test
+        monkeypatch.setenv(name, os.environ.get(name, "1"))
     try:
         monkeypatch.delenv(THREADS_ENV, raising=False)
         assert apply_thread_policy() == 1 and torch.get_num_threads() == 1
