@@ -18,7 +18,7 @@ from typing import Literal
 
 import torch
 
-from raven.diffusion.schedule import _broadcast, sigma_of
+from raven.diffusion.schedule import _broadcast, noise_from_velocity, sigma_of
 
 KernelKind = Literal["consistency", "euler_maruyama"]
 KERNELS: tuple[str, ...] = ("consistency", "euler_maruyama")
@@ -76,7 +76,7 @@ def euler_maruyama_mean_std(
     sigma_t, sigma_s = _sigma(t, x_t), _sigma(s, x_t)
     delta = sigma_s - sigma_t
     velocity = (x_t - x0_hat) / sigma_t
-    noise_hat = x_t + (1 - sigma_t) * velocity
+    noise_hat = noise_from_velocity(x_t, velocity, t)
     boundary = torch.where(sigma_t >= 1 - BOUNDARY_EPS, torch.full_like(sigma_t, sigma_max), sigma_t)
     if convention == "release":
         g2 = eta**2 * sigma_t * (1 + sigma_t / (1 - boundary).clamp_min(BOUNDARY_EPS))
