@@ -34,23 +34,28 @@ class PixelCodec:
 
 
 class WanVAECodec:
+    """The VAE computes on its own device and dtype; results come back fp32 on the input's device."""
+
     def __init__(self, vae):
         self.vae = vae.eval().requires_grad_(False)
-        config = vae.config
-        self.mean = torch.tensor(config.latents_mean).view(1, -1, 1, 1, 1)
-        self.std = torch.tensor(config.latents_std).view(1, -1, 1, 1, 1)
 
-    # The VAE computes on its own device and dtype; results come back fp32 on the input's device.
+    def statistics(self, like: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """The per-channel latent mean and std of the VAE's config, [1, C, 1, 1, 1] like `like`."""
+        config = self.vae.config
+        return tuple(torch.tensor(values, device=like.device, dtype=like.dtype).view(1, -1, 1, 1, 1)
+                     for values in (config.latents_mean, config.latents_std))
+
     @torch.no_grad()
     def encode(self, pixels: torch.Tensor) -> torch.Tensor:
         latents = self.vae.encode(pixels.to(self.vae.device, self.vae.dtype)).latent_dist.mode()
-        return ((latents - self.mean.to(latents)) / self.std.to(latents)).to(pixels.device, torch.float32)
+        mean, std = self.statistics(latents)
+        return ((latents - mean) / std).to(pixels.device, torch.float32)
 
     @torch.no_grad()
     def decode(self, latents: torch.Tensor) -> torch.Tensor:
         normalised = latents.to(self.vae.device, self.vae.dtype)
-        normalised = normalised * self.std.to(normalised) + self.mean.to(normalised)
-        return self.vae.decode(normalised).sample.clamp(-1, 1).to(latents.device, torch.float32)
+        mean, std = self.statistics(normalised)
+        return self.vae.decode(normalised * std + mean).sample.clamp(-1, 1).to(latents.device, torch.float32)
 
 
 def load_wan_vae(path: str | Path) -> WanVAECodec:
