@@ -30,6 +30,7 @@ from raven.config.spec import OptimSpec, chunk_starts
 from raven.diffusion.ode import euler_step
 from raven.diffusion.schedule import cfg_combine, sampling_timesteps, x0_from_velocity
 from raven.io import atomic_path, atomic_write_text
+from raven.training import history
 from raven.training.loop import StageLength, StepContext
 
 FrameDenoiser = Callable[[torch.Tensor, torch.Tensor, Sequence[str]], torch.Tensor]
@@ -161,7 +162,7 @@ class OdeInitStep:
         index = torch.randint(0, len(self.pairs.prompts), (batch,), generator=generator)
         k = torch.randint(0, len(self.pairs.times), (batch,), generator=generator)
         noisy, clean = self.pairs.states[index, k], self.pairs.x0[index]
-        t = self.pairs.times[k].long().view(-1, 1).expand(-1, noisy.shape[2])
+        t = history.frame_times(self.pairs.times[k], noisy.shape[2])
         text = self.text.embeddings[self.text.rows([self.pairs.prompts[i] for i in index.tolist()])]
         device = ctx.world.device
         noisy, clean, t = noisy.to(device), clean.to(device), t.to(device)
