@@ -14,6 +14,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from raven.config import RunSpec, stage_options
+from raven.config.spec import REAL_CLIP_MODES
 
 # Published dims used when a model's own config.json is absent (the path check reports it missing).
 WAN_14B = {"num_layers": 40, "num_attention_heads": 40, "attention_head_dim": 128, "ffn_dim": 13824}
@@ -110,7 +111,7 @@ def needs_clips(specs: dict[str | None, RunSpec]) -> bool:
     """Real clips are read by the TF/DF rows (raven.training.history) and by a base trained here by flow."""
     shared = specs[None]
     flow_base = shared.weights.base is None and shared.stages.get("base", {}).get("objective", "flow") == "flow"
-    return flow_base or any(spec.stages.get("dmd", {}).get("history_mode") in ("tf", "df")
+    return flow_base or any(spec.stages.get("dmd", {}).get("history_mode") in REAL_CLIP_MODES
                             for row, spec in specs.items() if row is not None)
 
 

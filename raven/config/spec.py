@@ -16,6 +16,7 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator, model_valida
 
 WeightingSpec = float | str
 HistoryMode = Literal["raven", "sf", "df", "tf", "df_self_rollout"]
+REAL_CLIP_MODES = frozenset({"tf", "df"})  # history modes whose generator step reads real clips (docs/method.md §7)
 LauncherName = Literal["local", "debug", "slurm"]
 
 

@@ -19,12 +19,12 @@ from __future__ import annotations
 from collections.abc import Sequence
 import torch
 
-from raven.config.spec import HistoryMode, chunk_starts
+from raven.config.spec import REAL_CLIP_MODES, HistoryMode, chunk_starts
 from raven.diffusion.schedule import add_noise, x0_from_velocity
 from raven.diffusion.trajectory import CausalForwards, Rollout, trajectory_states
 
 HISTORY_MODES: tuple[str, ...] = ("raven", "sf", "df", "tf", "df_self_rollout")
-REAL_LATENT_MODES = frozenset({"tf", "df"})
+REAL_LATENT_MODES = REAL_CLIP_MODES
 
 
 def fresh_noise(like: torch.Tensor, generator: torch.Generator) -> torch.Tensor:

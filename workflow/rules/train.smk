@@ -1,5 +1,12 @@
 # Per-row training (docs/method.md §4, §7, §8): DMD from an ODE init, CM-GRPO / Flow-GRPO from another row's
 # student. Rows come from config/experiments.yaml; an inference row trains nothing (sample.smk).
+from raven.config.spec import REAL_CLIP_MODES
+
+
+def real_clips(row):
+    """Real clips are an input of the rows whose history mode trains on them (tf, df) only."""
+    mode = resolve_spec("config", SCALE, row, RUN_SETTINGS).stages.get("dmd", {}).get("history_mode")
+    return [f"{CLIPS}/summary.json"] if mode in REAL_CLIP_MODES else []
 
 
 rule train_dmd:
@@ -7,14 +14,17 @@ rule train_dmd:
         spec=results("specs/{dmd_row}.yaml"),
         init=lambda w: results(f"init/{ROWS[w.dmd_row]['init']}/student/summary.json"),
         prompts=PROMPTS,
-        clips=f"{CLIPS}/summary.json",
+        clips=lambda w: real_clips(w.dmd_row),
     output: results("train/{dmd_row}/summary.json")
-    params: out=lambda w, output: os.path.dirname(output[0]), init=lambda w, input: os.path.join(os.path.dirname(input.init), "model_ema")
+    params:
+        out=lambda w, output: os.path.dirname(output[0]),
+        init=lambda w, input: os.path.join(os.path.dirname(input.init), "model_ema"),
+        clips=lambda w, input: f"--clips {os.path.dirname(input.clips[0])}" if input.clips else "",
     conda: CONDA_ENV
     log: results("logs/train/{dmd_row}.log")
     benchmark: results("benchmarks/train/{dmd_row}.tsv")
     shell: launched("dmd", results("logs/launch/{wildcards.dmd_row}/train")) + " train dmd --spec {input.spec} "
-           f"--init {{params.init}} --prompts {{input.prompts}} --clips {CLIPS} --out {{params.out}} > {{log}} 2>&1"
+           "--init {params.init} --prompts {input.prompts} {params.clips} --out {params.out} > {log} 2>&1"
 
 
 rule train_cmgrpo:
