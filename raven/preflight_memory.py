@@ -175,11 +175,19 @@ def add_frozen(estimate: Estimate, model: Transformer, setup: Setup, weight_byte
     estimate.add("weights", weight_bytes * model.params / setup.shards)
 
 
-def rollout_peak(student: Transformer, geometry: Geometry, setup: Setup, videos: int, history: int) -> float:
+def rollout_peak(student: Transformer, geometry: Geometry, setup: Setup, videos: int, history: int) -> dict[str, float]:
     """Streaming rollout, no grad: the KV cache of `videos` rows plus one chunk's forward."""
-    return (kv_cache_bytes(student, history, videos, setup.compute_bytes)
-            + inference_activations(student, geometry.chunk_tokens, videos, setup.compute_bytes)
-            + gathered_bytes(student, setup.sharded, setup.compute_bytes))
+    return {"kv cache": kv_cache_bytes(student, history, videos, setup.compute_bytes),
+            "activations": inference_activations(student, geometry.chunk_tokens, videos, setup.compute_bytes)
+            + gathered_bytes(student, setup.sharded, setup.compute_bytes)}
+
+
+def add_peak_phase(estimate: Estimate, phases: dict[str, dict[str, float]]) -> None:
+    """Add the parts of the phase (rollout, critic step, ...) whose transient bytes are largest."""
+    phase = max(phases, key=lambda name: sum(phases[name].values()))
+    for name, value in phases[phase].items():
+        estimate.add(name, value)
+    estimate.notes.append(f"peak phase: {phase}")
 
 
 def dmd_estimate(student: Transformer, teacher: Transformer, geometry: Geometry, setup: Setup, *, mode: str,
@@ -198,12 +206,10 @@ def dmd_estimate(student: Transformer, teacher: Transformer, geometry: Geometry,
                                        setup.compute_bytes) + gathered_bytes(teacher, setup.sharded, setup.compute_bytes),
                  inference_activations(student, geometry.video_tokens, batch, setup.compute_bytes))
     critic = training_activations(student, geometry.video_tokens, batch, setup.checkpointing, setup.compute_bytes)
-    phases = {"rollout": rollout_peak(student, geometry, setup, batch * (2 if student_cfg else 1), history),
-              "critic step": critic + gathered_bytes(student, setup.sharded, setup.compute_bytes),
-              "generator step": generator + scores + gathered_bytes(student, setup.sharded, setup.compute_bytes)}
-    phase = max(phases, key=phases.get)
-    estimate.add("activations", phases[phase])
-    estimate.notes.append(f"peak phase: {phase}")
+    gathered = gathered_bytes(student, setup.sharded, setup.compute_bytes)
+    add_peak_phase(estimate, {"rollout": rollout_peak(student, geometry, setup, batch * (2 if student_cfg else 1), history),
+                              "critic step": {"activations": critic + gathered},
+                              "generator step": {"activations": generator + scores + gathered}})
     return estimate
 
 
@@ -229,11 +235,9 @@ def grpo_estimate(policy: Transformer, geometry: Geometry, setup: Setup, *, roll
     train = training_activations(policy, tokens, micro_batch, setup.checkpointing, setup.compute_bytes)
     if reference:
         train += inference_activations(policy, tokens, 2 * micro_batch, setup.compute_bytes)
-    phases = {"rollout": rollout_peak(policy, geometry, setup, rollout_videos, history),
-              "policy step": train + gathered_bytes(policy, setup.sharded, setup.compute_bytes)}
-    phase = max(phases, key=phases.get)
-    estimate.add("activations", phases[phase])
-    estimate.notes.append(f"peak phase: {phase}")
+    add_peak_phase(estimate, {"rollout": rollout_peak(policy, geometry, setup, rollout_videos, history),
+                              "policy step": {"activations": train + gathered_bytes(policy, setup.sharded,
+                                                                                    setup.compute_bytes)}})
     return estimate
 
 

@@ -90,16 +90,16 @@ def setup_of(spec: RunSpec, stage: str) -> tuple[Setup, float | None, int]:
     return Setup.for_ranks(ranks, 2 if precision == "bf16" else 4), launcher.gpu_mem_gb, launcher.nodes * gpus_per_node
 
 
-def lever(estimate: Estimate, setup: Setup, stage: str, batch_key: str | None) -> str:
+def lever(estimate: Estimate, setup: Setup, stage: str, batch_key: str | None, rollout_key: str | None) -> str:
     """What to change when the stage does not fit, from its largest component."""
     parts = estimate.parts
     largest = max(parts, key=parts.get)
-    if largest in ("activations",) and not setup.checkpointing:
+    if largest == "activations" and not setup.checkpointing:
         return f"checkpointing: shard over more GPUs (launchers.{stage}.gpus_per_node), which turns it on"
-    if largest in ("activations", "kv cache") and batch_key:
-        return f"batch: lower {batch_key}" + (" or set chunks.window" if largest == "kv cache" else "")
+    if largest == "activations" and batch_key:
+        return f"batch: lower {batch_key}"
     if largest == "kv cache":
-        return "window: set chunks.window (history chunks kept in the KV cache)"
+        return f"batch: fewer rollout videos per call ({rollout_key or batch_key}), or window: set chunks.window"
     return f"sharding: more GPUs for launchers.{stage} (nodes, gpus_per_node)"
 
 
@@ -107,12 +107,13 @@ def history(spec: RunSpec, geometry: Geometry) -> int:
     return geometry.history_tokens(spec.chunks.sink, spec.chunks.window)
 
 
-def report_stage(name: str, stage: str, spec: RunSpec, runs: bool, build, batch_key: str | None) -> StageReport:
+def report_stage(name: str, stage: str, spec: RunSpec, runs: bool, build, batch_key: str | None,
+                 rollout_key: str | None = None) -> StageReport:
     setup, gpu_gb, gpus = setup_of(spec, stage)
     estimate = build(setup)
     estimate.notes.insert(0, f"{gpus} GPU(s); FSDP2 shards {setup.shards}; gradient checkpointing "
                              f"{'on' if setup.checkpointing else 'off'}; compute {8 * setup.compute_bytes}-bit")
-    return StageReport(name, stage, estimate, gpu_gb, gpus, runs, lever(estimate, setup, stage, batch_key))
+    return StageReport(name, stage, estimate, gpu_gb, gpus, runs, lever(estimate, setup, stage, batch_key, rollout_key))
 
 
 def rows_by(rows: dict[str, dict], specs: dict, method: str, test) -> list[RunSpec]:
@@ -164,12 +165,14 @@ def stage_reports(specs: dict[str | None, RunSpec], rows: dict[str, dict]) -> li
         options = stage_options(spec, "dmd", DMDOptions).model_copy(update={"history_mode": mode})
         reports.append(report_stage(f"dmd_{mode}", "dmd", spec, bool(candidates), lambda setup, o=options, s=spec:
                                     dmd_estimate(student, big_teacher if o.teacher == "wan" else student, geometry,
-                                                 setup, mode=mode, batch=o.batch_size, student_cfg=o.rollout_guidance != 1,
+                                                 setup, mode=mode, batch=o.micro_batch_size or o.batch_size,
+                                                 student_cfg=o.rollout_guidance != 1,
                                                  teacher_cfg=o.teacher_guidance != 1, history=history(s, geometry)),
                                     "stages.dmd.batch_size"))
     for name, kind in (("cmgrpo", "consistency"), ("flow_grpo", "euler_maruyama")):
         candidates = [report_stage(name, "cmgrpo", spec, True, grpo_builder(spec, student, geometry, CMGRPOOptions),
-                                   "stages.cmgrpo.micro_batch_size")
+                                   "stages.cmgrpo.micro_batch_size",
+                                   "stages.cmgrpo.group_size x groups_per_call, doubled by rollout_guidance != 1")
                       for spec in rows_by(rows, specs, "cmgrpo", lambda spec: spec.sampler.kind == kind)]
         if candidates:
             reports.append(max(candidates, key=lambda report: report.estimate.peak_gb))
