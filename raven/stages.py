@@ -44,6 +44,17 @@ def stage_models() -> dict[str, type[BaseModel]]:
     return models
 
 
+def with_stage_defaults(spec: Any) -> Any:
+    """`spec` with each known stage's options as its model resolves them, defaults included (for the MLflow
+    params of a row: a default never shows as 'unknown' in a comparison)."""
+    from raven.config import stage_options
+
+    models = stage_models()
+    stages = {stage: stage_options(spec, stage, models[stage]).model_dump(mode="json") if stage in models else options
+              for stage, options in spec.stages.items()}
+    return spec.model_copy(update={"stages": stages})
+
+
 def without_defaults(schema: Any, field_names: bool = False) -> Any:
     """`schema` without DROPPED keys (except where they name fields, under `properties`)."""
     if isinstance(schema, dict):

@@ -4,6 +4,7 @@ exactly what they break; drift curves per chunk; `raven eval toy|drift|row` end 
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -107,13 +108,21 @@ def test_cli_toy_drift_and_row(tmp_path, smoke_spec, repo_root):
                  "--out", str(tmp_path / "drift.json"), "--plot", str(tmp_path / "drift.png")]) == 0
     assert json.loads((tmp_path / "drift.json").read_text())["drift"]["raven"]["per_chunk"]["identity"] == [1.0] * 12
     assert (tmp_path / "drift.png").read_bytes()[:4] == b"\x89PNG"
+    assert main(["report", "grid", "--samples", str(tmp_path / "samples"), "--out", str(tmp_path / "grid.png")]) == 0
     assert main(["eval", "row", "--spec", str(tmp_path / "spec.yaml"), "--row", "causvid", "--metrics",
-                 str(tmp_path / "toy.json"), "--config-dir", str(repo_root / "config")]) == 0
+                 str(tmp_path / "toy.json"), "--grid", str(tmp_path / "grid.png"),
+                 "--config-dir", str(repo_root / "config")]) == 0
     row = json.loads((tmp_path / "results" / "smoke" / "rows" / "causvid.json").read_text())
     assert row["total"] == metrics["total"] and row["kind"] == "toy-world" and row["recipe"].startswith("bidirectional")
     runs = find_row_runs(spec.tracking_uri, "smoke")
     assert {(r.data.tags["table"], r.data.tags["row"]) for r in runs} >= {("main", "causvid")}
     assert runs[0].data.metrics["Total"] == pytest.approx(metrics["total"])
+    # the row's run: its sample grid beside the JSON, and stage options the scale leaves at their defaults
+    artifacts = Path(runs[0].info.artifact_uri.removeprefix("file://"))
+    assert sorted(p.name for p in artifacts.iterdir()) == ["causvid.json", "grid.png"]
+    assert "ttur" not in spec.stages["dmd"] and runs[0].data.params["stages.dmd.ttur"] == "2"
+    assert runs[0].data.params["stages.dmd.iterations"] == str(spec.stages["dmd"]["iterations"])
+    assert "adv_clip_max" not in spec.stages["cmgrpo"] and runs[0].data.params["stages.cmgrpo.adv_clip_max"] == "5.0"
 
 
 def test_incomplete_samples_folder_is_refused(tmp_path):

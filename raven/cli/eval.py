@@ -64,6 +64,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     row.add_argument("--training", nargs="*", default=[], metavar="SUMMARY",
                      help="summary.json of every training stage the row's models come from (each replica's run, "
                           "what it started from); the row records their iteration counts and any stop by a guard")
+    row.add_argument("--grid", help="PNG sample grid of the row (`raven report grid`), logged with its MLflow run")
     row.add_argument("--config-dir", default="config", help="folder of experiments.yaml: the row's recipe and tables")
     row.set_defaults(handler=run_row)
 
@@ -222,5 +223,8 @@ def run_row(args: argparse.Namespace) -> int:
     recipe = row_recipe(args.config_dir, args.row, spec.weights.baselines)
     row = {**build_row(args.row, spec.scale, metrics, recipe, sources, dyn_deg),
            **spread, **training_record({path: read_json(path) for path in args.training})}
-    print(f"row {args.row}: {write_and_log_row(spec, row, args.config_dir)}")
+    from raven.stages import with_stage_defaults
+
+    logged = with_stage_defaults(spec)  # MLflow params: every stage option, defaults included
+    print(f"row {args.row}: {write_and_log_row(logged, row, args.config_dir, [args.grid] if args.grid else [])}")
     return 0

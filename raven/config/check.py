@@ -110,5 +110,8 @@ def check_config_files(config: Mapping[str, Any], config_dir: str | Path = "conf
                              f"{nearest(scale, scales)}")
             elif isinstance(overrides, Mapping):
                 found += report(f"{experiments}, row {row!r}", problems(overrides, spec, where))
+    if any(".stages." in problem or ": stages." in problem for problem in found):
+        found.append("(stage options are checked against workflow/schemas/stages.schema.json, made from each stage's "
+                     "options model: after changing one, run `python -m raven.stages`)")
     if found:
         raise ConfigError("invalid config:\n  " + "\n  ".join(found))

@@ -90,13 +90,15 @@ def row_labels(config_dir: str | Path, row: str) -> list[tuple[str, str]]:
             if target == row]
 
 
-def write_and_log_row(spec: Any, row: dict[str, Any], config_dir: str | Path) -> Path:
-    """Write the row JSON atomically, then log it to MLflow once per table that prints it."""
+def write_and_log_row(spec: Any, row: dict[str, Any], config_dir: str | Path,
+                      artifacts: Sequence[str | Path] = ()) -> Path:
+    """Write the row JSON atomically, then log it to MLflow once per table that prints it, with `artifacts`
+    (the row's sample grid) beside the JSON."""
     from raven.tracking import log_row, row_metrics
 
     path = row_path(spec.results_dir, spec.scale, row["row"])
     atomic_write_json(path, row)
     tags = {"row_kind": row["kind"], "stopped_by_budget": str(bool(row.get("stopped_by_budget"))).lower()}
     for table, label in row_labels(config_dir, row["row"]):
-        log_row(spec, table, label, row_metrics(row), [path], tags)
+        log_row(spec, table, label, row_metrics(row), [path, *artifacts], tags)
     return path

@@ -77,6 +77,7 @@ rule row:
         dyn_deg=lambda w: [results(f"eval/{replica}/unified_reward.json") for replica in replicas_of(w.row)]
         if DYN_DEG_JUDGE else [],
         training=lambda w: sorted({s for replica in replicas_of(w.row) for s in training_chain(replica)}),
+        grid=results("samples/{row}/grid.png"),
     output: results("rows/{row}.json")
     params:
         dyn_deg=lambda w, input: f"--dyn-deg {input.dyn_deg}" if input.dyn_deg else "",
@@ -85,7 +86,7 @@ rule row:
     log: results("logs/rows/{row}.log")
     benchmark: results("benchmarks/rows/{row}.tsv")
     shell: "raven eval row --spec {input.spec} --row {wildcards.row} --metrics {input.metrics} {params.dyn_deg} "
-           "{params.training} > {log} 2>&1"
+           "{params.training} --grid {input.grid} > {log} 2>&1"
 
 
 rule long_samples:
