@@ -168,7 +168,7 @@ def stage_reports(specs: dict[str | None, RunSpec], rows: dict[str, dict]) -> li
                                                  setup, mode=mode, batch=o.micro_batch_size or o.batch_size,
                                                  student_cfg=o.rollout_guidance != 1,
                                                  teacher_cfg=o.teacher_guidance != 1, history=history(s, geometry)),
-                                    "stages.dmd.batch_size"))
+                                    "stages.dmd.micro_batch_size (slices of stages.dmd.batch_size)"))
     for name, kind in (("cmgrpo", "consistency"), ("flow_grpo", "euler_maruyama")):
         candidates = [report_stage(name, "cmgrpo", spec, True, grpo_builder(spec, student, geometry, CMGRPOOptions),
                                    "stages.cmgrpo.micro_batch_size",
