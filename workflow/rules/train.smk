@@ -1,5 +1,7 @@
 # Per-row training (docs/method.md §4, §7, §8): DMD from an ODE init, CM-GRPO / Flow-GRPO from another row's
 # student. Rows come from config/experiments.yaml; an inference row trains nothing (sample.smk).
+# snakemake --lint 'Mixed rules and functions': these helpers are the rules' own lookups, kept beside
+# the rules that use them so that each rule stays a few lines.
 from raven.config.spec import REAL_CLIP_MODES
 
 
