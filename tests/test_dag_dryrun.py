@@ -38,6 +38,8 @@ def shell_commands(output: str) -> list[str]:
 
 
 def test_slurm_profile_dry_run_lists_every_row_at_paper_scale_quickly(tmp_path):
+    from test_dag_commands import assert_every_raven_command_parses
+
     before, start = resource.getrusage(resource.RUSAGE_CHILDREN), time.perf_counter()
     output = dry_run("slurm", tmp_path, "all")  # results_dir: an empty folder, so that every job is planned
     after, wall = resource.getrusage(resource.RUSAGE_CHILDREN), time.perf_counter() - start
@@ -68,6 +70,7 @@ def test_slurm_profile_dry_run_lists_every_row_at_paper_scale_quickly(tmp_path):
     # Paper scale starts from released weights: Wan2.1-T2V-1.3B as the base, Causal Forcing's ODE init.
     assert f"{paper}/init/base/summary.json" not in output and "/pairs/summary.json" not in output
     assert "--init data/weights/Wan2.1-T2V-1.3B/transformer" in output
+    assert_every_raven_command_parses(output, "paper")
     # GPU jobs are submitted by submitit only: the profile must not also use a Snakemake cluster executor.
     assert "executor" not in yaml.safe_load((REPO / "slurm/config.yaml").read_text())
     for command in shell_commands(output):
@@ -76,7 +79,10 @@ def test_slurm_profile_dry_run_lists_every_row_at_paper_scale_quickly(tmp_path):
 
 
 def test_local_profile_at_smoke_scale_plans_every_stage_once(tmp_path):
+    from test_dag_commands import assert_every_raven_command_parses
+
     output = dry_run("local", tmp_path, "all", scale="smoke")
+    assert_every_raven_command_parses(output, "smoke")
     smoke = f"{tmp_path}/smoke"
     commands = shell_commands(output)
     for stage in ("train base", "train causal-teacher"):
