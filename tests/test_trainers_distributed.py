@@ -15,7 +15,7 @@ from pathlib import Path
 
 import torch
 from local_services import free_port
-from trainer_runs import RUNS, prepare_inputs, run_trainer
+from trainer_runs import RUNS, SHARDED_RUNS, prepare_inputs, run_trainer
 
 from raven.training.checkpoint import load_part
 
@@ -31,7 +31,7 @@ def parts_of(folder: Path) -> dict[str, dict[str, torch.Tensor]]:
 
 def test_every_trainer_on_two_fsdp2_ranks_with_checkpointing_equals_one_process(repo_root, tmp_path):
     prepare_inputs(repo_root, tmp_path / "in")
-    ports = ",".join(str(free_port()) for _ in RUNS)
+    ports = ",".join(str(free_port()) for _ in SHARDED_RUNS)
     code = f"import sys; sys.path.insert(0, {str(TESTS)!r}); from trainer_runs import worker; worker(*sys.argv[1:])"
     processes = []
     for rank in range(2):
@@ -58,3 +58,10 @@ def test_every_trainer_on_two_fsdp2_ranks_with_checkpointing_equals_one_process(
             for tensor_name, tensor in tensors.items():
                 difference = float((tensor - sharded[part][tensor_name]).abs().max())
                 assert difference <= 1e-5, (name, part, tensor_name, difference)
+    # precision bf16: the same DMD run computes in bf16 under FSDP2 (fp32 master weights, fp32 reduce)
+    fp32 = json.loads((tmp_path / "double" / "dmd_raven" / "summary.json").read_text())["last_metrics"]
+    bf16 = json.loads((tmp_path / "double" / "dmd_raven_bf16" / "summary.json").read_text())["last_metrics"]
+    for key in ("loss/critic", "loss/student"):
+        assert bf16[key] != fp32[key] and abs(bf16[key] - fp32[key]) <= 0.05 * abs(fp32[key]), (key, bf16, fp32)
+    weights = parts_of(tmp_path / "double" / "dmd_raven_bf16" / LAST)["model-student"]
+    assert all(tensor.dtype == torch.float32 for tensor in weights.values())

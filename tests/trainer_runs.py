@@ -18,6 +18,7 @@ from raven.training.distributed import World
 
 DMD_MODES = ("raven", "sf", "df", "tf", "df_self_rollout")
 RUNS = ("base", "ode_init", *(f"dmd_{mode}" for mode in DMD_MODES), "cmgrpo", "flow_grpo")
+SHARDED_RUNS = (*RUNS, "dmd_raven_bf16")  # bf16 compute exists only under FSDP2's MixedPrecisionPolicy
 PROMPTS = ["red circle left fast on black", "blue square still on white", "green triangle up slow on black"]
 CMGRPO = {"iterations": 2, "checkpoint_every": 2, "group_size": 2, "sync_group_size": 1, "lora_rank": 4,
           "lora_alpha": 4}
@@ -53,6 +54,7 @@ def prepare_inputs(repo_root: Path, folder: Path) -> None:
     ode = spec_file(repo_root, folder, "ode_init", stages={"ode_init": two, "ode_pairs": {"shard_size": 4}})
     for mode in DMD_MODES:
         spec_file(repo_root, folder, f"dmd_{mode}", stages={"dmd": {**two, "ttur": 1, "history_mode": mode}})
+    spec_file(repo_root, folder, "dmd_raven_bf16", precision="bf16", stages={"dmd": {**two, "ttur": 1}})
     spec_file(repo_root, folder, "cmgrpo", stages={"cmgrpo": CMGRPO})
     spec_file(repo_root, folder, "flow_grpo", stages={"cmgrpo": {**CMGRPO, "kl_beta": 0.004}},
               sampler={"kind": "euler_maruyama", "eta": 0.4})
@@ -96,6 +98,6 @@ def worker(folder: str, out: str, ports: str) -> None:
         return SameDataWorld(**{field.name: getattr(world, field.name) for field in dataclasses.fields(World)})
 
     distributed.init_world = init_world
-    for name, port in zip(RUNS, ports.split(","), strict=True):
+    for name, port in zip(SHARDED_RUNS, ports.split(","), strict=True):
         os.environ["MASTER_PORT"] = port
         run_trainer(name, Path(folder), Path(out) / name)
