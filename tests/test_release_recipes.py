@@ -18,7 +18,7 @@ from raven.training.dmd import DMDOptions
 from raven.training.teachers import NEGATIVE_PROMPTS
 
 FLOW_GRPO_ROWS = ["flow_grpo_eta0.1", "flow_grpo_eta0.4", "flow_grpo_eta0.8", "flow_grpo_eta0.4_kl0.004"]
-ABLATION_ROWS = ["hm_tf", "hm_df", "hm_df_self_rollout", "cw_0", "cw_1", "cw_ln_0_1", "cw_mode_0.81", "cw_mode_-0.54"]
+ABLATION_ROWS = ["hm_sf", "hm_tf", "hm_df", "hm_df_self_rollout", "cw_0", "cw_1", "cw_ln_0_1", "cw_mode_0.81", "cw_mode_-0.54"]
 
 
 def paper_spec(repo_root, tmp_path, row):
@@ -64,7 +64,8 @@ def test_cmgrpo_on_causal_forcing(repo_root, tmp_path):
 
 @pytest.mark.parametrize("row", ABLATION_ROWS)
 def test_history_mode_and_weighting_ablations_train_8_videos_per_gpu(repo_root, tmp_path, row):
-    assert stage_options(paper_spec(repo_root, tmp_path, row), "dmd", DMDOptions).batch_size == 8
+    options = stage_options(paper_spec(repo_root, tmp_path, row), "dmd", DMDOptions)
+    assert (options.batch_size, options.micro_batch_size) == (8, 1)
 
 
 def test_training_prompts_are_the_released_file_with_the_vidprom_recipe_kept(repo_root, tmp_path):

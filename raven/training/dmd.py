@@ -19,7 +19,7 @@ from pathlib import Path
 from typing import Literal
 
 import torch
-from pydantic import Field, field_validator
+from pydantic import Field, field_validator, model_validator
 
 from raven.config import ConfigError, RunSpec, Section, read_spec, stage_options
 from raven.config.spec import HistoryMode, OptimSpec, WeightingSpec
@@ -68,6 +68,9 @@ class DMDOptions(StageLength):
 
     iterations: int = Field(default=220, gt=0)
     batch_size: int = Field(default=1, gt=0)
+    micro_batch_size: int | None = Field(
+        default=None, gt=0, description="videos per forward/backward slice of the batch, their gradients "
+        "accumulated (the release's ablations: batch 8 in slices of 1); None: the whole batch at once")
     history_mode: HistoryMode = "raven"
     weighting: WeightingSpec = -1
     ttur: int = Field(default=2, gt=0)
@@ -87,6 +90,13 @@ class DMDOptions(StageLength):
     score_range: tuple[float, float] = (0.02, 0.98)
     reward_weighting: RewardWeighting | None = None
     checkpoint_every: int = Field(default=50, gt=0)
+
+    @model_validator(mode="after")
+    def _equal_slices(self) -> "DMDOptions":
+        if self.micro_batch_size is not None and self.batch_size % self.micro_batch_size:
+            raise ValueError(f"micro_batch_size {self.micro_batch_size} does not divide batch_size {self.batch_size}: "
+                             "the slices must be equal so that their mean loss is the batch's")
+        return self
 
 
 def critic_flow_loss(v_fake: torch.Tensor, x0: torch.Tensor, noise: torch.Tensor) -> torch.Tensor:
@@ -332,13 +342,24 @@ class DMDIteration:
         options, generator, device = self.losses.options, ctx.generator, ctx.world.device
         prompts, real = self.data.draw(options.batch_size, generator)
         text = self.text.embeddings[self.text.rows(prompts)].to(device)
-        rollout = self.rollout(text, generator)
-        metrics = ctx.optimisers.update("critic", self.losses.critic_loss(rollout, text, generator))
+        slices = micro_batches(options.batch_size, options.micro_batch_size)
+        rollouts = [self.rollout(text[part], generator) for part in slices]
+        critic = (self.losses.critic_loss(rollout, text[part], generator) for rollout, part in zip(rollouts, slices))
+        metrics = ctx.optimisers.accumulate("critic", critic, len(slices))
         if self.losses.trains_generator(ctx.iteration):
             real = None if real is None else real.to(device)
-            loss = self.losses.generator_loss(rollout, prompts, text, generator, real)
-            metrics |= ctx.optimisers.update("student", loss)
+            student = (self.losses.generator_loss(rollout, prompts[part], text[part], generator,
+                                                  None if real is None else real[part])
+                       for rollout, part in zip(rollouts, slices))
+            metrics |= ctx.optimisers.accumulate("student", student, len(slices))
         return metrics
+
+
+def micro_batches(batch: int, micro_batch_size: int | None) -> list[slice]:
+    """The batch's slices of `micro_batch_size` samples (one slice when None); equal slices, so that the mean of
+    their losses is the batch's loss (the chunk weighting's denominator is per sample, docs/method.md §5)."""
+    size = micro_batch_size or batch
+    return [slice(start, start + size) for start in range(0, batch, size)]
 
 
 def dmd_teacher(inputs: DMDInputs, parts: ModelParts, train_prompts: Sequence[str], world: World) -> Teacher:

@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import shutil
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from contextlib import nullcontext
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -115,8 +115,19 @@ class Optimisers:
 
     def update(self, name: str, loss: torch.Tensor) -> dict[str, float]:
         """Backward of `loss`, then one optimiser step of model `name` (see `step`); returns its metrics."""
-        loss.backward()
-        return {f"loss/{name}": float(self.world.all_reduce_mean(loss.detach().float())), **self.step(name)}
+        return self.accumulate(name, [loss], 1)
+
+    def accumulate(self, name: str, losses: Iterable[torch.Tensor], count: int) -> dict[str, float]:
+        """Backward of each of `count` micro-batch losses over `count`, one at a time (only one micro-batch's
+        graph is alive; the gradients add up to those of the losses' mean), then one optimiser step of `name`."""
+        parts = []
+        for loss in losses:
+            (loss / count).backward()
+            parts.append(loss.detach().float())
+        if len(parts) != count:
+            raise ValueError(f"{len(parts)} micro-batch losses for {name!r}, expected {count}")
+        mean = torch.stack(parts).mean()
+        return {f"loss/{name}": float(self.world.all_reduce_mean(mean)), **self.step(name)}
 
     def step(self, name: str) -> dict[str, float]:
         """Clip, step unless the norm is NaN/Inf (then skip and count), EMA. Several ranks: FSDP2 has averaged
