@@ -86,3 +86,5 @@ def test_protocol_uses_extended_text_and_seed_base(tmp_path):
     short.write_text("only one line\n")
     with pytest.raises(ValueError, match="946"):
         read_extended_prompts(short, len(info))
+    with pytest.raises(FileNotFoundError, match="stages.vbench.extended_prompts"):
+        read_extended_prompts(tmp_path / "absent.txt", len(info))

@@ -79,6 +79,9 @@ def load_full_info(path: str | Path = FULL_INFO) -> list[dict]:
 
 def read_extended_prompts(path: str | Path, count: int) -> list[str]:
     """The extended prompt file: one line per full-info entry, in the same order."""
+    if not Path(path).is_file():
+        raise FileNotFoundError(f"{path}: no extended prompt file (stages.vbench.extended_prompts); put Self Forcing's "
+                                "extended VBench list there (one line per suite prompt) or unset the key")
     lines = [line.strip() for line in Path(path).read_text().splitlines()]
     lines = [line for line in lines if line]
     if len(lines) != count:
