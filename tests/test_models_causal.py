@@ -4,7 +4,7 @@ import pytest
 import torch
 
 from raven.models import build_text_encoder, build_transformer, causal_forwards
-from raven.models.causal import Split, dense_mask, split_visibility
+from raven.models.attention import Split, dense_mask, split_visibility
 
 CHUNKS = [3, 3, 3]
 
@@ -158,7 +158,7 @@ def test_compiled_flex_attention_with_the_gpu_paths_block_mask_equals_sdpa_with_
     """CUDA trains with compiled flex attention and a BlockMask built from split ranges per 128-token tile;
     the same kernel compiles and runs on the CPU. 100 tokens per frame: tiles straddle splits, and the
     last tile is padded."""
-    from raven.models.causal import attend, flex_block_mask
+    from raven.models.attention import attend, flex_block_mask
 
     splits = [Split(0, 0, 3, "noisy"), Split(0, 0, 3, "clean"), Split(1, 3, 3, "noisy"), Split(1, 3, 3, "clean"),
               Split(2, 6, 3, "noisy")]
@@ -179,7 +179,7 @@ def test_the_gpu_paths_block_mask_never_builds_an_l_by_l_tensor_at_paper_geometr
     from torch.nn.attention.flex_attention import BlockMask
     from torch.utils._python_dispatch import TorchDispatchMode
 
-    from raven.models.causal import flex_block_mask
+    from raven.models.attention import flex_block_mask
 
     class Largest(TorchDispatchMode):
         numel = 0
