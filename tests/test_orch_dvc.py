@@ -23,7 +23,7 @@ def run(*args: str, cwd: Path) -> str:
 
 def workspace(tmp_path: Path) -> None:
     """A copy of the repository's DAG and library at smoke scale, as a fresh git clone."""
-    for name in ("Snakefile", "dvc.yaml", ".dvcignore"):
+    for name in ("Snakefile", "dvc.yaml", ".dvcignore", "environment.yml"):  # every rule's conda: names the env
         shutil.copy(REPO / name, tmp_path / name)
     for name in ("config", "workflow", "profiles", ".dvc", "raven"):
         shutil.copytree(REPO / name, tmp_path / name, ignore=shutil.ignore_patterns("tmp", "cache", "__pycache__"))
