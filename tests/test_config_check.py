@@ -100,3 +100,14 @@ def test_snakemake_stops_at_start_up_on_a_misspelt_row_key(tmp_path):
                              "--", "all"], cwd=tmp_path, env=env, capture_output=True, text=True, timeout=120)
     assert result.returncode != 0
     assert "rows.raven.overides: unknown key; did you mean 'overrides'?" in result.stdout + result.stderr
+
+
+def test_a_resolved_spec_and_stage_options_name_the_nearest_key():
+    from raven.config import resolve_spec, stage_options
+    from raven.data.options import DataOptions
+
+    with pytest.raises(ConfigError, match=r"weights\.baselines\.causvid\.kye: Extra inputs .*did you mean 'key'\?"):
+        resolve_spec(REPO / "config", "tiny", overrides={"weights": {"baselines": {"causvid": {"path": "x", "kye": "g"}}}})
+    spec = resolve_spec(REPO / "config", "tiny", overrides={"stages": {"data": {"train_promts": 3}}})
+    with pytest.raises(ConfigError, match=r"train_promts: Extra inputs .*did you mean 'train_prompts'\?"):
+        stage_options(spec, "data", DataOptions)

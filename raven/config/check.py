@@ -10,7 +10,6 @@ checked here; a stage still validates its options with its model when it runs.
 
 from __future__ import annotations
 
-import difflib
 import json
 from collections.abc import Iterator, Mapping
 from pathlib import Path
@@ -18,15 +17,8 @@ from typing import Any
 
 from jsonschema import Draft202012Validator, ValidationError
 
-from raven.config.load import ConfigError, load_yaml
+from raven.config.load import ConfigError, load_yaml, nearest
 from raven.config.spec import LauncherSpec, RunSpec
-
-
-def nearest(word: Any, choices: Any) -> str:
-    """'; did you mean X?' for the closest of `choices`, else the valid choices."""
-    names = sorted(str(choice) for choice in choices)
-    close = difflib.get_close_matches(str(word), names, n=1, cutoff=0.5)
-    return f"; did you mean {close[0]!r}?" if close else f"; valid: {', '.join(names)}"
 
 
 def leaf_errors(error: ValidationError) -> Iterator[ValidationError]:

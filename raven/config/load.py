@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+import difflib
+from collections.abc import Iterable, Mapping
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any, TypeVar, get_args, get_origin
 
 import yaml
 from pydantic import BaseModel, ValidationError
@@ -58,13 +59,39 @@ def deep_merge(base: Mapping[str, Any], override: Mapping[str, Any]) -> dict[str
     return merged
 
 
-def format_validation_error(error: ValidationError, source: str) -> str:
+def nearest(word: Any, choices: Iterable[Any]) -> str:
+    """'; did you mean X?' for the closest of `choices`, else the valid choices."""
+    names = sorted(str(choice) for choice in choices)
+    close = difflib.get_close_matches(str(word), names, n=1, cutoff=0.5)
+    return f"; did you mean {close[0]!r}?" if close else f"; valid: {', '.join(names)}"
+
+
+def model_at(model: Any, path: Iterable[Any]) -> type[BaseModel] | None:
+    """The pydantic model of the section at key `path` of `model` (through optional sections and dicts of
+    sections), or None."""
+    parts = list(path)
+    while parts:
+        part = str(parts.pop(0))
+        if not (isinstance(model, type) and issubclass(model, BaseModel)) or part not in model.model_fields:
+            return None
+        annotation = model.model_fields[part].annotation
+        if get_origin(annotation) is dict and parts:
+            parts.pop(0)
+            annotation = get_args(annotation)[1]
+        model = next((a for a in (annotation, *get_args(annotation)) if isinstance(a, type) and issubclass(a, BaseModel)),
+                     None)
+    return model if isinstance(model, type) and issubclass(model, BaseModel) else None
+
+
+def format_validation_error(error: ValidationError, source: str, model: type[BaseModel] | None = None) -> str:
     lines = [f"{source}: invalid config"]
     for item in error.errors():
         key_path = ".".join(str(part) for part in item["loc"]) or "<root>"
         value = item.get("input")
         shown = f" (got {value!r})" if not isinstance(value, (dict, list)) else ""
-        lines.append(f"  {key_path}: {item['msg']}{shown}")
+        section = model_at(model, item["loc"][:-1]) if item["type"] == "extra_forbidden" and item["loc"] else None
+        hint = nearest(item["loc"][-1], section.model_fields) if section is not None else ""
+        lines.append(f"  {key_path}: {item['msg']}{shown}{hint}")
     return "\n".join(lines)
 
 
@@ -73,7 +100,7 @@ def validate(model: type[Model], data: Mapping[str, Any], source: str) -> Model:
     try:
         return model.model_validate(dict(data))
     except ValidationError as error:
-        raise ConfigError(format_validation_error(error, source)) from None
+        raise ConfigError(format_validation_error(error, source, model)) from None
 
 
 def stage_options(spec: RunSpec, stage: str, model: type[Model]) -> Model:
