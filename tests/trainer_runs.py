@@ -1,5 +1,5 @@
-"""Every trainer at smoke scale for 2 iterations (base, ODE init, DMD in each history mode, CM-GRPO,
-Flow-GRPO), shared by the 2-rank FSDP2 test and its 1-process reference (also run in its subprocesses).
+"""Every trainer at smoke scale for 2 iterations (base, ODE init, DMD in each history mode and with a Wan
+teacher, CM-GRPO, Flow-GRPO), shared by the 2-rank FSDP2 test and its 1-process reference (also run in its subprocesses).
 
 Both ranks draw the same data as the 1-process run (`SameDataWorld`: the per-rank seed without the rank),
 so FSDP2's gradient average over ranks equals the 1-process gradient and the runs must agree exactly.
@@ -17,7 +17,7 @@ import torch
 from raven.training.distributed import World
 
 DMD_MODES = ("raven", "sf", "df", "tf", "df_self_rollout")
-RUNS = ("base", "ode_init", *(f"dmd_{mode}" for mode in DMD_MODES), "cmgrpo", "flow_grpo")
+RUNS = ("base", "ode_init", *(f"dmd_{mode}" for mode in DMD_MODES), "dmd_wan_teacher", "cmgrpo", "flow_grpo")
 SHARDED_RUNS = (*RUNS, "dmd_raven_bf16")  # bf16 compute exists only under FSDP2's MixedPrecisionPolicy
 PROMPTS = ["red circle left fast on black", "blue square still on white", "green triangle up slow on black"]
 CMGRPO = {"iterations": 2, "checkpoint_every": 2, "group_size": 2, "sync_group_size": 1, "lora_rank": 4,
@@ -55,6 +55,8 @@ def prepare_inputs(repo_root: Path, folder: Path) -> None:
     for mode in DMD_MODES:
         spec_file(repo_root, folder, f"dmd_{mode}", stages={"dmd": {**two, "ttur": 1, "history_mode": mode}})
     spec_file(repo_root, folder, "dmd_raven_bf16", precision="bf16", stages={"dmd": {**two, "ttur": 1}})
+    spec_file(repo_root, folder, "dmd_wan_teacher", weights={"teacher": str(folder / "student")},
+              stages={"dmd": {**two, "ttur": 1, "teacher": "wan", "teacher_guidance": 3.0}})  # a sharded frozen teacher
     spec_file(repo_root, folder, "cmgrpo", stages={"cmgrpo": CMGRPO})
     spec_file(repo_root, folder, "flow_grpo", stages={"cmgrpo": {**CMGRPO, "kl_beta": 0.004}},
               sampler={"kind": "euler_maruyama", "eta": 0.4})

@@ -364,8 +364,8 @@ def micro_batches(batch: int, micro_batch_size: int | None) -> list[slice]:
 
 def dmd_teacher(inputs: DMDInputs, parts: ModelParts, train_prompts: Sequence[str], world: World) -> Teacher:
     """`stages.dmd.teacher`: the toy world's exact denoiser (CFG against the mixture of the training
-    prompts) or the frozen Wan transformer of `weights.teacher` (on the device in `spec.precision`) with CFG
-    against the `teacher_negative` prompt."""
+    prompts) or the frozen Wan transformer of `weights.teacher` (on the device in `spec.precision`, sharded
+    over the ranks) with CFG against the `teacher_negative` prompt."""
     from raven.world.teacher import ExactTeacher
 
     options = inputs.options
@@ -376,8 +376,8 @@ def dmd_teacher(inputs: DMDInputs, parts: ModelParts, train_prompts: Sequence[st
     teacher = build_teacher(options.teacher, options.teacher_guidance, inputs.spec.weights.teacher,
                             parts.encode_text, parts.codec, exact, world.dtype,
                             NEGATIVE_PROMPTS[options.teacher_negative])
-    if isinstance(teacher, WanTeacher):
-        world.place(teacher.transformer)
+    if isinstance(teacher, WanTeacher):  # frozen, and sharded like the student when there are several ranks
+        world.prepare(world.place(teacher.transformer), trainable=False)  # in place
     return teacher
 
 
