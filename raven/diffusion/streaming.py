@@ -184,7 +184,8 @@ def generate(
 ) -> Generation:
     """Generate a batch of videos chunk by chunk with the KV cache (docs/method.md §2, §3, §9).
 
-    `text` [B, L, D] is the text encoder's output, `seeds[b]` seeds sample b's noise. `timesteps` is the
+    `text` [B, L, D] is the text encoder's output (wherever it is: the generation runs on the forwards'
+    device, in the text's dtype), `seeds[b]` seeds sample b's noise. `timesteps` is the
     step list without the final 0 (e.g. [1000, 938, 833, 625]); `num_chunks` may exceed the training
     horizon. `on_chunk(j, x0_chunk)` is called as soon as chunk j is clean. `kernel` is `consistency`
     (docs/method.md §2) or `euler_maruyama` with noise level `eta` in `em_convention` (docs/method.md §8).
@@ -197,6 +198,8 @@ def generate(
     sizes = list(forwards.chunk_frames) if num_chunks is None else chunk_layout(forwards.chunk_frames,
                                                                                   num_chunks=num_chunks)
     channels, _, height, width = latent_geometry(forwards)
+    text = text.to(forwards.device)
+    negative_text = None if negative_text is None else negative_text.to(text)
     like = torch.empty(text.shape[0], channels, sum(sizes), height, width, device=text.device, dtype=text.dtype)
     sampler = Sampler(forwards, guided_text(text, guidance, negative_text), guidance, kernel, eta,
                       em_sigma_max(times, em_convention), em_convention)

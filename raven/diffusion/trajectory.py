@@ -23,6 +23,10 @@ class CausalForwards(Protocol):
     def block_causal(self, x: torch.Tensor, t: torch.Tensor, text: torch.Tensor) -> torch.Tensor:
         """Chunk j attends to chunks 0…j of `x` itself (no clean copies)."""
 
+    @property
+    def device(self) -> torch.device:
+        """Where the forwards compute; generation keeps its state there."""
+
     def new_cache(self, batch: int) -> Any:
         """An empty streaming KV cache."""
 

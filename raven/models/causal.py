@@ -326,6 +326,11 @@ class CausalWan:
         outputs = self.masked(packed, text)
         return torch.cat(outputs[0::2], dim=2)
 
+    @property
+    def device(self) -> torch.device:
+        """Where the model computes (a sharded model's local shards live there too)."""
+        return next(self.model.parameters()).device
+
     def new_cache(self, batch: int) -> KVCache:
         return KVCache(self.sink, self.window)
 
