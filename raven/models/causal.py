@@ -239,8 +239,8 @@ class CausalWan:
         rotary = (torch.cat([r[0] for r in rope], dim=1).to(first.device), torch.cat([r[1] for r in rope], dim=1).to(first.device))
         times = torch.cat([p.times.repeat_interleave(per_frame, dim=1) for p in pieces], dim=1)
         length = tokens.shape[1]
-        temb, projection, text_states, _ = model.condition_embedder(times.flatten(), text.to(tokens.device, dtype), None,
-                                                                    timestep_seq_len=length)
+        text = text.to(tokens.device, dtype)
+        temb, projection, text_states, _ = model.condition_embedder(times.flatten(), text, None, timestep_seq_len=length)
         projection = projection.unflatten(2, (6, -1))
         hidden = tokens.contiguous()
         for layer, block in enumerate(model.blocks):
