@@ -38,10 +38,18 @@ def test_options_validate(smoke_spec):
     assert stage_options(smoke_spec, "base", BaseOptions).budget_s is not None
 
 
-def test_text_table_rows_and_empty_prompt():
-    table = TextTable.build(lambda prompts: torch.tensor([[[float(len(p))]] for p in prompts]), ["ab", "c", "ab"])
-    assert table.prompts == ["ab", "c"] and table.embeddings.flatten().tolist() == [0.0, 2.0, 1.0]
+def test_text_table_rows_and_empty_prompt_read_per_batch():
+    calls = []
+
+    def encode(prompts):
+        calls.append(list(prompts))
+        return torch.tensor([[[float(len(p))]] for p in prompts])
+
+    table = TextTable.build(encode, ["ab", "c", "ab"])
+    assert table.prompts == ["ab", "c"] and not calls  # nothing is encoded up front: no table in memory
+    assert table.embeddings[:].flatten().tolist() == [0.0, 2.0, 1.0]
     assert table.rows(["c", "ab"]).tolist() == [2, 1]
+    assert table.embeddings[table.rows(["c"])].flatten().tolist() == [1.0] and calls[-1] == ["c"]
 
 
 def test_clip_batches_draw_with_the_generator():

@@ -13,7 +13,7 @@ from raven.config import resolve_spec, write_spec
 from raven.data.text_cache import INDEX, TextCache, merge_parts, write_part
 from raven.models import build_text_encoder
 
-PROMPTS = ["red circle moves left fast on black", "blue square still on white", "", "green triangle up"]
+PROMPTS = ["red circle left fast on black", "blue square still on white", "", "green triangle up slow on white"]
 
 
 def test_two_parts_merge_into_a_cache_that_reads_back_the_encoder_output(tmp_path):
@@ -24,7 +24,7 @@ def test_two_parts_merge_into_a_cache_that_reads_back_the_encoder_output(tmp_pat
     merge_parts(tmp_path, 2, {"empty": ""})
     cache = TextCache(tmp_path)
     assert sorted(cache.prompts) == sorted(PROMPTS)
-    batch = ["green triangle up", "red circle moves left fast on black"]
+    batch = ["green triangle up slow on white", "red circle left fast on black"]
     assert torch.equal(cache(batch), encoder(batch))
     assert torch.equal(cache.negative("empty"), encoder([""]))
     lengths = encoder.tokenizer(PROMPTS, return_tensors="pt", padding=True).attention_mask.sum(1).tolist()
@@ -60,3 +60,25 @@ def test_cli_caches_prompt_files_empty_and_negative_prompts(tmp_path):
     assert set(index["negatives"]) == {"empty", *NEGATIVE_PROMPTS}
     assert set(PROMPTS[:2]) | {""} | set(NEGATIVE_PROMPTS.values()) == set(index["entries"])
     assert index["dtype"] == "float32"  # bf16 on a GPU
+
+
+def test_a_trainer_reading_the_cache_trains_exactly_as_one_encoding(tmp_path):
+    """The smoke base stage for 2 iterations, once encoding its prompts and once reading an fp32 text cache
+    (its encoder never loaded): the exported weights are equal."""
+    from safetensors.torch import load_file
+
+    from raven.data.prompts import write_prompt_file
+    from raven.training.base import train_base
+
+    spec_path, prompts = tmp_path / "base.yaml", tmp_path / "prompts.txt"
+    spec = resolve_spec("config", "smoke", None, {"tracking_uri": f"sqlite:///{tmp_path}/mlflow.db",
+                                                  "stages": {"base": {"iterations": 2, "checkpoint_every": 2}}})
+    write_spec(spec, spec_path)
+    write_prompt_file(prompts, PROMPTS[:2])
+    write_part(tmp_path / "cache", ["", *PROMPTS], build_text_encoder(spec), dtype=torch.float32)
+    merge_parts(tmp_path / "cache", 1, {"empty": ""})
+    train_base(spec_path, prompts=prompts, out=tmp_path / "encoded")
+    train_base(spec_path, prompts=prompts, out=tmp_path / "cached", text_cache=tmp_path / "cache")
+    weights = [load_file(next((tmp_path / run / "model").glob("*.safetensors"))) for run in ("encoded", "cached")]
+    assert weights[0].keys() == weights[1].keys()
+    assert all(torch.equal(weights[0][key], weights[1][key]) for key in weights[0])

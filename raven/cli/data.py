@@ -25,7 +25,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                     "the spec's text encoder (on the GPU in bf16 when there is one), each rank its share; rank 0 "
                     "writes index.json last. Trainers read embeddings per batch from it (raven.data.text_cache).")
     cache.add_argument("--spec", required=True, help="resolved run spec YAML (raven spec): its text_encoder")
-    cache.add_argument("--prompts", nargs="+", required=True, help="prompt files, one prompt per line")
+    cache.add_argument("--prompts", nargs="*", default=[], help="prompt files, one prompt per line")
     cache.add_argument("--clips", help="clip shard folder whose captions are cached too (real-clip rows)")
     cache.add_argument("--out", required=True, help="cache folder (index.json is the Snakemake target)")
     cache.set_defaults(handler=run_text_cache)

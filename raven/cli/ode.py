@@ -15,11 +15,12 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                             "(bidirectional, the CausVid variant)")
     pairs.add_argument("--prompts", required=True, help="training prompt file")
     pairs.add_argument("--out", required=True, help="folder for pairs-*.safetensors and summary.json")
+    pairs.add_argument("--text-cache", help="text-embedding cache folder (raven data text-cache); default: encode")
     pairs.set_defaults(handler=run_pairs)
 
 
 def run_pairs(args: argparse.Namespace) -> int:
     from raven.training.ode_init import ode_pairs_stage
 
-    ode_pairs_stage(args.spec, teacher=args.teacher, prompts=args.prompts, out=args.out)
+    ode_pairs_stage(args.spec, teacher=args.teacher, prompts=args.prompts, out=args.out, text_cache=args.text_cache)
     return 0

@@ -103,6 +103,7 @@ class TextCache:
         self.entries: dict[str, list] = index["entries"]
         self.negatives: dict[str, str] = index["negatives"]
         self.dim, self.max_length = index["dim"], index["max_length"]
+        self.device: torch.device | str = "cpu"  # where __call__ puts a batch (ModelParts.place sets it)
         self._files: dict[str, object] = {}
 
     @property
@@ -126,7 +127,7 @@ class TextCache:
         for row, prompt in enumerate(prompts):
             embedding = self.tensor(prompt)
             out[row, : embedding.shape[0]] = embedding.to(dtype)
-        return out if device is None else out.to(device)
+        return out.to(self.device if device is None else device)
 
     def negative(self, name: str) -> torch.Tensor:
         """[1, max_length, D] of a cached negative prompt (e.g. `teacher`)."""

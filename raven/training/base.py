@@ -75,22 +75,39 @@ def base_loss(velocity: torch.Tensor, x_t: torch.Tensor, t: torch.Tensor, target
 
 @dataclass
 class TextTable:
-    """Frozen text embeddings of every prompt the step can draw, computed once; row 0 is the empty prompt."""
+    """The prompts a step can draw, row 0 the empty prompt; their embeddings are read per batch from the
+    text source (the memory-mapped cache of `raven data text-cache`, or the encoder), never held as a table."""
 
     prompts: list[str]
-    embeddings: torch.Tensor  # [P + 1, L, D]
+    encode_text: TextEncoder
 
     @classmethod
-    def build(cls, encode_text: TextEncoder, prompts: Sequence[str], batch: int = 256) -> "TextTable":
-        distinct = list(dict.fromkeys(prompts))
-        texts = [""] + distinct
-        with torch.no_grad():
-            embeddings = torch.cat([encode_text(texts[i : i + batch]) for i in range(0, len(texts), batch)])
-        return cls(distinct, embeddings)
+    def build(cls, encode_text: TextEncoder, prompts: Sequence[str]) -> "TextTable":
+        return cls(list(dict.fromkeys(prompts)), encode_text)
 
     def rows(self, prompts: Sequence[str]) -> torch.Tensor:
         index = {p: i + 1 for i, p in enumerate(self.prompts)}
         return torch.tensor([index[p] for p in prompts])
+
+    @property
+    def embeddings(self) -> "TextRows":
+        return TextRows(self)
+
+    def embed(self, prompts: Sequence[str]) -> torch.Tensor:
+        with torch.no_grad():
+            return self.encode_text(list(prompts))
+
+
+@dataclass
+class TextRows:
+    """`table.embeddings[rows]`: the [len(rows), L, D] embeddings of those rows (a tensor or a slice)."""
+
+    table: TextTable
+
+    def __getitem__(self, rows: torch.Tensor | slice) -> torch.Tensor:
+        texts = ["", *self.table.prompts]
+        picks = texts[rows] if isinstance(rows, slice) else [texts[i] for i in torch.as_tensor(rows).tolist()]
+        return self.table.embed(picks)
 
 
 @dataclass
@@ -224,14 +241,23 @@ class ModelParts:
     codec: object
 
     @classmethod
-    def build(cls, spec: RunSpec) -> "ModelParts":
+    def build(cls, spec: RunSpec, text_cache=None) -> "ModelParts":
+        """`text_cache`: the folder of `raven data text-cache`; embeddings are then read from it per batch and
+        the text encoder is never loaded (the DAG passes it at every scale)."""
         from raven.models import build_codec, build_text_encoder
 
+        if text_cache is not None:
+            from raven.data.text_cache import TextCache
+
+            return cls(spec, TextCache(text_cache), build_codec(spec))
         return cls(spec, build_text_encoder(spec), build_codec(spec))
 
     def place(self, world) -> "ModelParts":
-        """The frozen text encoder and codec on the world's device in its precision (`World.place`)."""
-        world.place(self.encode_text.model)
+        """The frozen text encoder (when loaded) and codec on the world's device in its precision (`World.place`)."""
+        if hasattr(self.encode_text, "model"):
+            world.place(self.encode_text.model)
+        else:  # the text cache: batches land on the device
+            self.encode_text.device = world.device
         if hasattr(self.codec, "vae"):
             world.place(self.codec.vae)
         return self
@@ -267,7 +293,7 @@ def exact_denoiser(spec: RunSpec, parts: ModelParts, guidance: float = 1.0, unco
     return ToyTeacher(ExactTeacher.from_spec(spec, uncond_prompts), parts.codec, guidance).x0
 
 
-def train_base(spec_path, clips=None, prompts=None, out=None) -> dict:
+def train_base(spec_path, clips=None, prompts=None, out=None, text_cache=None) -> dict:
     """`raven train base`: flow matching on clips (objective flow) or regression onto the exact
     denoiser of the prompts' toy-world mixture (objective exact)."""
     from raven.config import ConfigError, read_spec
@@ -283,7 +309,7 @@ def train_base(spec_path, clips=None, prompts=None, out=None) -> dict:
         raise ConfigError("stages.base.objective 'flow' trains on clips: pass --clips (raven data clips)")
     world = init_world(spec.precision)
     try:
-        parts = ModelParts.build(spec).place(world)
+        parts = ModelParts.build(spec, text_cache).place(world)
         batches, skipped = training_batches(spec, parts, clips, prompts)
         text = TextTable.build(parts.encode_text, batches.captions if clips else batches.prompts)
         model = parts.transformer(spec.seed)

@@ -72,7 +72,7 @@ class TeacherForcingStep:
         return ctx.optimisers.update("teacher", loss)
 
 
-def train_causal_teacher(spec_path, init=None, clips=None, prompts=None, out=None) -> dict:
+def train_causal_teacher(spec_path, init=None, clips=None, prompts=None, out=None, text_cache=None) -> dict:
     """`raven train causal-teacher`: kind `exact` records that the toy world's exact causal teacher stands
     in (nothing trained); kind `trained` trains a block-causal teacher from the base by teacher forcing."""
     from pathlib import Path
@@ -98,7 +98,7 @@ def train_causal_teacher(spec_path, init=None, clips=None, prompts=None, out=Non
     try:
         from raven.models import causal_forwards
 
-        parts = ModelParts.build(spec).place(world)
+        parts = ModelParts.build(spec, text_cache).place(world)
         batches, skipped = training_batches(spec, parts, clips, prompts)
         text = TextTable.build(parts.encode_text, batches.captions if clips else batches.prompts)
         model = parts.load(init)

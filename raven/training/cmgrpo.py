@@ -395,7 +395,7 @@ def build_reference(spec: RunSpec, parts, options: CMGRPOOptions, world) -> torc
     return world.place(parts.load(spec.weights.base))
 
 
-def train_cmgrpo(spec_path, init, prompts, out) -> dict:
+def train_cmgrpo(spec_path, init, prompts, out, text_cache=None) -> dict:
     """`raven train cmgrpo`: CM-GRPO (or Flow-GRPO with sampler.kind euler_maruyama) from the student at `init`
     on the prompts of the file `prompts`; writes checkpoints, the merged models, adapters, summary.json last."""
     from raven.config import read_spec, stage_options
@@ -418,7 +418,7 @@ def train_cmgrpo(spec_path, init, prompts, out) -> dict:
     out = Path(out)
     world = init_world(spec.precision)
     try:
-        parts = ModelParts.build(spec).place(world)
+        parts = ModelParts.build(spec, text_cache).place(world)
         model = build_policy(parts, init, options)
         step = CMGRPOStep(options, spec, model, causal_forwards(model, spec), TextTable.build(parts.encode_text, prompt_list),
                           parts.codec.decode, rewards, student_timesteps(spec), kernel, eta, spec.sampler.em_convention,

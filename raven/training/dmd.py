@@ -398,7 +398,7 @@ def dmd_data(inputs: DMDInputs, parts: ModelParts, prompts: list[str]) -> tuple[
     return DMDData(prompts, clips), skipped
 
 
-def train_dmd(spec_path, init, prompts, out, clips=None, critic_init=None) -> dict:
+def train_dmd(spec_path, init, prompts, out, clips=None, critic_init=None, text_cache=None) -> dict:
     """`raven train dmd`: the causal student (and its EMA) from the ODE init, the critic from the
     bidirectional base, DMD with the spec's history mode and chunk weighting (docs/method.md §4, §5, §7)."""
     from raven.data.prompts import read_prompt_file
@@ -410,7 +410,7 @@ def train_dmd(spec_path, init, prompts, out, clips=None, critic_init=None) -> di
     spec, options = inputs.spec, inputs.options
     world = init_world(spec.precision)
     try:
-        parts = ModelParts.build(spec).place(world)
+        parts = ModelParts.build(spec, text_cache).place(world)
         train_prompts = read_prompt_file(inputs.prompts)
         data, skipped = dmd_data(inputs, parts, train_prompts)
         negative = NEGATIVE_PROMPTS[options.teacher_negative] if options.teacher == "wan" else ""

@@ -213,7 +213,7 @@ def teacher_denoiser(teacher: str | Path, spec, parts, options: OdePairsOptions,
     return model_denoiser(forward, parts.encode_text, options.guidance), str(teacher / "model_ema")
 
 
-def ode_pairs_stage(spec_path, teacher, prompts, out) -> dict:
+def ode_pairs_stage(spec_path, teacher, prompts, out, text_cache=None) -> dict:
     """`raven ode pairs`: pairs of every training prompt into `out`, `summary.json` last."""
     from raven.config import read_spec, stage_options
     from raven.data.prompts import read_prompt_file
@@ -223,7 +223,7 @@ def ode_pairs_stage(spec_path, teacher, prompts, out) -> dict:
     spec = read_spec(spec_path)
     options = stage_options(spec, "ode_pairs", OdePairsOptions)
     prompt_list = read_prompt_file(prompts)
-    parts = ModelParts.build(spec)
+    parts = ModelParts.build(spec, text_cache)
     denoise, source = teacher_denoiser(teacher, spec, parts, options, prompt_list)
     frames = spec.chunk_frames
     record = sampling_timesteps(spec.sampler.num_steps, spec.sampler.shift, spec.sampler.warp)
@@ -243,7 +243,7 @@ def released_init(spec) -> Path | None:
     return spec.weights.causal_init if mode == "chunkwise" else spec.weights.bidirectional_init
 
 
-def train_ode_init(spec_path, pairs, init, out) -> dict:
+def train_ode_init(spec_path, pairs, init, out, text_cache=None) -> dict:
     """`raven train ode-init`: the causal student from the base weights regressed on ODE pairs. When the
     init's released weights are given (`released_init`; paper scale: Causal Forcing's checkpoint, tiny
     scale: data/weights/tiny) they are loaded and exported instead of training."""
@@ -255,7 +255,7 @@ def train_ode_init(spec_path, pairs, init, out) -> dict:
 
     spec = read_spec(spec_path)
     options = stage_options(spec, "ode_init", OdeInitOptions)
-    parts = ModelParts.build(spec)
+    parts = ModelParts.build(spec, text_cache)
     out = Path(out)
     released = released_init(spec)
     world = init_world(spec.precision)

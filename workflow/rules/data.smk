@@ -41,3 +41,36 @@ rule clips:
     log: results("logs/data/clips.log")
     benchmark: results("benchmarks/data/clips.tsv")
     shell: "raven data clips --spec {input.spec} --prompts {input.prompts} --out {params.out} > {log} 2>&1"
+
+
+# Text embeddings, encoded once by a launched job (bf16 on the GPU) into a memory-mapped cache that every
+# trainer reads per batch (raven.data.text_cache): the training prompts, and the clips' captions for the
+# stages that train on real clips, each with the empty and the negative prompts.
+TEXT_CACHE = results("data/text_cache/index.json")
+CAPTION_CACHE = results("data/clips/text_cache/index.json")
+
+
+def text_cache_flag(wildcards, input):
+    return f"--text-cache {os.path.dirname(input.text)}"
+
+
+rule text_cache:
+    input: spec=SHARED_SPEC, prompts=PROMPTS
+    output: TEXT_CACHE
+    params: out=lambda w, output: os.path.dirname(output[0])
+    conda: CONDA_ENV
+    log: results("logs/data/text_cache.log")
+    benchmark: results("benchmarks/data/text_cache.tsv")
+    shell: launched("text_cache", results("logs/launch/text_cache")) + " data text-cache --spec {input.spec} "
+           "--prompts {input.prompts} --out {params.out} > {log} 2>&1"
+
+
+rule caption_cache:
+    input: spec=SHARED_SPEC, clips=results("data/clips/summary.json")
+    output: CAPTION_CACHE
+    params: out=lambda w, output: os.path.dirname(output[0]), clips=lambda w, input: os.path.dirname(input.clips)
+    conda: CONDA_ENV
+    log: results("logs/data/caption_cache.log")
+    benchmark: results("benchmarks/data/caption_cache.tsv")
+    shell: launched("text_cache", results("logs/launch/caption_cache")) + " data text-cache --spec {input.spec} "
+           "--clips {params.clips} --out {params.out} > {log} 2>&1"

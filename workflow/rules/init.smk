@@ -14,26 +14,31 @@ def data_flag(path):
     return f"--prompts {path}" if path == PROMPTS else f"--clips {os.path.dirname(path)}"
 
 
+def base_text(wildcards):
+    """The text cache of the base model's data: the prompts', or the clips' captions'."""
+    return TEXT_CACHE if base_data(wildcards) == PROMPTS else CAPTION_CACHE
+
+
 rule train_base:
-    input: spec=SHARED_SPEC, data=base_data
+    input: spec=SHARED_SPEC, data=base_data, text=base_text
     output: results("init/base/summary.json")
-    params: out=lambda w, output: os.path.dirname(output[0]), data=lambda w, input: data_flag(input.data)
+    params: out=lambda w, output: os.path.dirname(output[0]), data=lambda w, input: data_flag(input.data), text=text_cache_flag
     conda: CONDA_ENV
     log: results("logs/init/base.log")
     benchmark: results("benchmarks/init/base.tsv")
     shell: launched("base", results("logs/launch/base")) + " train base --spec {input.spec} {params.data} "
-           "--out {params.out} > {log} 2>&1"
+           "{params.text} --out {params.out} > {log} 2>&1"
 
 
 rule causal_teacher:
-    input: spec=SHARED_SPEC, base=BASE_DONE, data=base_data
+    input: spec=SHARED_SPEC, base=BASE_DONE, data=base_data, text=base_text
     output: results("init/causal_teacher/summary.json")
-    params: out=lambda w, output: os.path.dirname(output[0]), data=lambda w, input: data_flag(input.data)
+    params: out=lambda w, output: os.path.dirname(output[0]), data=lambda w, input: data_flag(input.data), text=text_cache_flag
     conda: CONDA_ENV
     log: results("logs/init/causal_teacher.log")
     benchmark: results("benchmarks/init/causal_teacher.tsv")
     shell: launched("causal_teacher", results("logs/launch/causal_teacher")) + " train causal-teacher "
-           "--spec {input.spec} --init {BASE_MODEL} {params.data} --out {params.out} > {log} 2>&1"
+           "--spec {input.spec} --init {BASE_MODEL} {params.data} {params.text} --out {params.out} > {log} 2>&1"
 
 
 def pairs_teacher(init):
@@ -49,13 +54,14 @@ rule ode_pairs:
         spec=results("specs/_{init}.yaml"),
         teacher=lambda w: pairs_teacher(w.init)[0],
         prompts=PROMPTS,
+        text=TEXT_CACHE,
     output: results("init/{init}/pairs/summary.json")
-    params: out=lambda w, output: os.path.dirname(output[0]), teacher=lambda w: pairs_teacher(w.init)[1]
+    params: out=lambda w, output: os.path.dirname(output[0]), teacher=lambda w: pairs_teacher(w.init)[1], text=text_cache_flag
     conda: CONDA_ENV
     log: results("logs/init/{init}/pairs.log")
     benchmark: results("benchmarks/init/{init}/pairs.tsv")
     shell: launched("ode_pairs", results("logs/launch/{wildcards.init}/pairs")) + " ode pairs --spec {input.spec} "
-           "--teacher {params.teacher} --prompts {input.prompts} --out {params.out} > {log} 2>&1"
+           "--teacher {params.teacher} --prompts {input.prompts} {params.text} --out {params.out} > {log} 2>&1"
 
 
 # The released student that replaces an init's trajectories and regression when given (paper scale: Causal
@@ -77,11 +83,11 @@ def ode_pairs_input(wildcards):
 
 
 rule ode_init:
-    input: spec=results("specs/_{init}.yaml"), base=BASE_DONE, pairs=ode_pairs_input
+    input: spec=results("specs/_{init}.yaml"), base=BASE_DONE, pairs=ode_pairs_input, text=TEXT_CACHE
     output: results("init/{init}/student/summary.json")
-    params: out=lambda w, output: os.path.dirname(output[0]), pairs=results("init/{init}/pairs")
+    params: out=lambda w, output: os.path.dirname(output[0]), pairs=results("init/{init}/pairs"), text=text_cache_flag
     conda: CONDA_ENV
     log: results("logs/init/{init}/student.log")
     benchmark: results("benchmarks/init/{init}/student.tsv")
     shell: launched("ode_init", results("logs/launch/{wildcards.init}/student")) + " train ode-init "
-           "--spec {input.spec} --pairs {params.pairs} --init {BASE_MODEL} --out {params.out} > {log} 2>&1"
+           "--spec {input.spec} --pairs {params.pairs} --init {BASE_MODEL} {params.text} --out {params.out} > {log} 2>&1"

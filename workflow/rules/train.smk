@@ -17,16 +17,18 @@ rule train_dmd:
         init=lambda w: results(f"init/{ROWS[w.dmd_row]['init']}/student/summary.json"),
         prompts=PROMPTS,
         clips=lambda w: real_clips(w.dmd_row),
+        text=lambda w: CAPTION_CACHE if real_clips(w.dmd_row) else TEXT_CACHE,
     output: results("train/{dmd_row}/summary.json")
     params:
         out=lambda w, output: os.path.dirname(output[0]),
         init=lambda w, input: os.path.join(os.path.dirname(input.init), "model_ema"),
         clips=lambda w, input: f"--clips {os.path.dirname(input.clips[0])}" if input.clips else "",
+        text=text_cache_flag,
     conda: CONDA_ENV
     log: results("logs/train/{dmd_row}.log")
     benchmark: results("benchmarks/train/{dmd_row}.tsv")
     shell: launched("dmd", results("logs/launch/{wildcards.dmd_row}/train")) + " train dmd --spec {input.spec} "
-           "--init {params.init} --prompts {input.prompts} {params.clips} --out {params.out} > {log} 2>&1"
+           "--init {params.init} --prompts {input.prompts} {params.clips} {params.text} --out {params.out} > {log} 2>&1"
 
 
 rule train_cmgrpo:
@@ -34,10 +36,14 @@ rule train_cmgrpo:
         spec=results("specs/{cmgrpo_row}.yaml"),
         init=lambda w: student_of(ROWS[w.cmgrpo_row]["from"])[0],
         prompts=PROMPTS,
+        text=TEXT_CACHE,
     output: results("train/{cmgrpo_row}/summary.json")
-    params: out=lambda w, output: os.path.dirname(output[0]), init=lambda w: student_of(ROWS[w.cmgrpo_row]["from"])[1]
+    params:
+        out=lambda w, output: os.path.dirname(output[0]),
+        init=lambda w: student_of(ROWS[w.cmgrpo_row]["from"])[1],
+        text=text_cache_flag,
     conda: CONDA_ENV
     log: results("logs/train/{cmgrpo_row}.log")
     benchmark: results("benchmarks/train/{cmgrpo_row}.tsv")
     shell: launched("cmgrpo", results("logs/launch/{wildcards.cmgrpo_row}/train")) + " train cmgrpo "
-           "--spec {input.spec} --init {params.init} --prompts {input.prompts} --out {params.out} > {log} 2>&1"
+           "--spec {input.spec} --init {params.init} --prompts {input.prompts} {params.text} --out {params.out} > {log} 2>&1"
