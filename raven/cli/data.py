@@ -66,18 +66,25 @@ def run_prompts(args: argparse.Namespace) -> int:
 
 
 def run_clips(args: argparse.Namespace) -> int:
+    """Each rank of the (launched) job writes its share of the shards; rank 0 merges the summary last."""
     from pathlib import Path
 
-    from raven.data.stage import build_clips
+    from raven.data.stage import build_clips, clips_summary
     from raven.io import atomic_write_json
+    from raven.training.distributed import close_world, init_world
 
     spec, options = _options(args.spec)
     out = Path(args.out)
+    world = init_world()
     try:
-        summary = build_clips(spec, options, Path(args.prompts) if args.prompts else None, out)
+        build_clips(spec, options, Path(args.prompts) if args.prompts else None, out, world.rank, world.world_size)
+        world.barrier()
+        if world.is_main:
+            atomic_write_json(out / "summary.json", clips_summary(out, world.world_size))
     except ValueError as error:
         return _fail(error)
-    atomic_write_json(out / "summary.json", summary)
+    finally:
+        close_world(world)
     return 0
 
 

@@ -50,13 +50,17 @@ def _row(clip: Clip) -> dict:
 
 
 def write_shards(directory: str | Path, count: int, make_clip: Callable[[int], Clip | None],
-                 shard_size: int) -> list[Path]:
-    """Write make_clip(0 .. count-1) (None = skipped source) into shards; existing shards are kept."""
+                 shard_size: int, part: int = 0, parts: int = 1) -> list[Path]:
+    """Write make_clip(0 .. count-1) (None = skipped source) into shards; existing shards are kept.
+    With `parts` workers (ranks of a launched job) worker `part` writes shards part, part + parts, ...;
+    returns the paths of the shards it wrote or kept."""
     if shard_size <= 0:
         raise ValueError(f"shard_size must be positive, got {shard_size}")
     directory = Path(directory)
     paths = []
     for index, first in enumerate(tqdm(range(0, count, shard_size), desc="shards")):
+        if index % parts != part:
+            continue
         path = shard_path(directory, index)
         if not path.exists():
             clips = (make_clip(i) for i in range(first, min(first + shard_size, count)))

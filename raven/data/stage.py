@@ -12,6 +12,7 @@ from raven.data.prompts import (
 )
 from raven.data.shards import count_rows, write_shards
 from raven.data.toy import toy_clip
+from raven.io import atomic_write_json, read_json
 from raven.world.grammar import prompt_text, sample_prompts
 
 
@@ -39,8 +40,10 @@ def build_prompts(options: DataOptions) -> tuple[list[str], list[str], dict]:
     return train, heldout, counts
 
 
-def build_clips(spec: RunSpec, options: DataOptions, prompts_path: Path | None, out: Path) -> dict:
-    """Write clip shards into `out`; returns the summary (clips written, skipped, shards)."""
+def build_clips(spec: RunSpec, options: DataOptions, prompts_path: Path | None, out: Path, part: int = 0,
+                parts: int = 1) -> dict:
+    """Write this worker's clip shards into `out` (every `parts`-th shard from `part`) and its part summary
+    `part-<part>.json`. One worker: returns the whole summary (`clips_summary`)."""
     video = spec.video
     if options.clip_source == "toy":
         if prompts_path is None:
@@ -53,19 +56,34 @@ def build_clips(spec: RunSpec, options: DataOptions, prompts_path: Path | None, 
             return toy_clip(prompts[i // per], options.seed * 1_000_000 + i, video.height, video.width,
                             video.frames, video.fps, options.render_fps)
 
-        paths = write_shards(out, count, make_clip, options.shard_size)
-        return {"source": "toy", "render_fps": options.render_fps, "sources": count, "skipped": 0,
-                "clips": count_rows(paths), "shards": len(paths), "fps": video.fps, "frames": video.frames}
-    index = openvid_index(options.openvid_path, options.openvid_csv)[: options.max_clips]
-    clips = OpenVidClips(index, video.height, video.width, video.frames, video.fps, options.seed,
-                         build_interpolator(options.interpolator, options.rife_path))
-    paths = write_shards(out, len(clips), clips, options.shard_size)
-    written = count_rows(paths)
-    if written == 0:  # training on zero clips would fail far later, or silently learn nothing
-        raise ValueError(f"{options.openvid_path}: none of its {len(index)} listed clips is usable ({clips.skipped} "
-                         f"skipped), e.g. {'; '.join(clips.problems[:3]) or 'the CSV lists no clips'}; fix the folder "
-                         "or stages.data.openvid_csv")
-    return {"source": "openvid", "path": str(options.openvid_path), "interpolator": options.interpolator,
-            "sources": len(index), "skipped": clips.skipped,
-            "clips": written, "shards": len(paths), "fps": video.fps, "frames": video.frames,
-            "problems": clips.problems[:20]}
+        write_shards(out, count, make_clip, options.shard_size, part, parts)
+        summary = {"source": "toy", "render_fps": options.render_fps, "sources": count, "skipped": 0, "problems": []}
+    else:
+        index = openvid_index(options.openvid_path, options.openvid_csv)[: options.max_clips]
+        clips = OpenVidClips(index, video.height, video.width, video.frames, video.fps, options.seed,
+                             build_interpolator(options.interpolator, options.rife_path))
+        write_shards(out, len(clips), clips, options.shard_size, part, parts)
+        summary = {"source": "openvid", "path": str(options.openvid_path), "interpolator": options.interpolator,
+                   "sources": len(index), "skipped": clips.skipped, "problems": clips.problems[:20]}
+    atomic_write_json(Path(out) / f"part-{part}.json", {**summary, "fps": video.fps, "frames": video.frames})
+    return clips_summary(out, parts) if parts == 1 else summary
+
+
+def clips_summary(out: Path, parts: int) -> dict:
+    """Merge the workers' part summaries: clips and shards written, sources skipped (with the first problems)."""
+    out = Path(out)
+    missing = [str(out / f"part-{k}.json") for k in range(parts) if not (out / f"part-{k}.json").is_file()]
+    if missing:
+        raise ValueError(f"{out}: clip workers {missing} did not finish; rerun `raven data clips`")
+    summaries = [read_json(out / f"part-{k}.json") for k in range(parts)]
+    paths = sorted(out.glob("shard-*.parquet"))
+    summary = {**summaries[0], "skipped": sum(s["skipped"] for s in summaries),
+               "problems": [p for s in summaries for p in s["problems"]][:20],
+               "clips": count_rows(paths), "shards": len(paths), "workers": parts}
+    if summary["source"] == "toy":
+        del summary["problems"]
+    elif summary["clips"] == 0:  # training on zero clips would fail far later, or silently learn nothing
+        raise ValueError(f"{summary['path']}: none of its {summary['sources']} listed clips is usable "
+                         f"({summary['skipped']} skipped), e.g. {'; '.join(summary['problems'][:3]) or 'the CSV lists no clips'}; "
+                         "fix the folder or stages.data.openvid_csv")
+    return summary

@@ -40,7 +40,8 @@ rule clips:
     conda: CONDA_ENV
     log: results("logs/data/clips.log")
     benchmark: results("benchmarks/data/clips.tsv")
-    shell: "raven data clips --spec {input.spec} --prompts {input.prompts} --out {params.out} > {log} 2>&1"
+    shell: launched("clips", results("logs/launch/clips")) + " data clips --spec {input.spec} --prompts {input.prompts} "
+           "--out {params.out} > {log} 2>&1"
 
 
 # Text embeddings, encoded once by a launched job (bf16 on the GPU) into a memory-mapped cache that every
