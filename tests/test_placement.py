@@ -76,7 +76,9 @@ def test_every_stages_models_land_on_the_device_in_the_spec_precision(repo_root,
 def test_causal_forwards_keep_masks_activations_and_the_kv_cache_on_the_device(smoke_spec):
     """The interleaved (masked) forward and streaming with its KV cache, run on `meta` in bf16."""
     world = World(device=META, precision="bf16")
-    forwards = causal_forwards(world.place(build_transformer(smoke_spec)), smoke_spec)
+    model = world.place(build_transformer(smoke_spec))
+    assert model.rope.freqs_cos.dtype == torch.float32  # RoPE tables stay fp32 under bf16 parameters
+    forwards = causal_forwards(model, smoke_spec)
     latents = torch.zeros(1, *smoke_spec.latent_shape, device=META)
     t = torch.zeros(1, smoke_spec.latent_frames, dtype=torch.long, device=META)
     text = torch.zeros(1, 4, smoke_spec.text_encoder.d_model, device=META)

@@ -63,9 +63,13 @@ class World:
         return values
 
     def place(self, module: torch.nn.Module) -> torch.nn.Module:
-        """A frozen model (teacher, codec, text encoder, reward model, sampled student) on this rank's device
-        in the compute precision, in eval mode."""
-        return module.to(device=self.device, dtype=self.dtype).eval().requires_grad_(False)
+        """A frozen model (teacher, codec, text encoder, sampled student) on this rank's device, in eval mode,
+        its parameters in the compute precision; buffers (RoPE tables) keep theirs, as under FSDP2's policy."""
+        module.to(self.device)
+        for param in module.parameters():
+            if param.is_floating_point():
+                param.data = param.data.to(self.dtype)
+        return module.eval().requires_grad_(False)
 
     def barrier(self) -> None:
         if self.world_size > 1:
