@@ -15,6 +15,7 @@ from pathlib import Path
 
 import torch
 from local_services import free_port
+from safetensors.torch import load_file
 from trainer_runs import RUNS, SHARDED_RUNS, prepare_inputs, run_trainer
 
 from raven.training.checkpoint import load_part
@@ -65,3 +66,10 @@ def test_every_trainer_on_two_fsdp2_ranks_with_checkpointing_equals_one_process(
         assert bf16[key] != fp32[key] and abs(bf16[key] - fp32[key]) <= 0.05 * abs(fp32[key]), (key, bf16, fp32)
     weights = parts_of(tmp_path / "double" / "dmd_raven_bf16" / LAST)["model-student"]
     assert all(tensor.dtype == torch.float32 for tensor in weights.values())
+    # a released ODE init is exported once, by rank 0, while rank 1 waits
+    released = tmp_path / "double" / "ode_init_released"
+    assert json.loads((released / "summary.json").read_text())["trained"] is False
+    student = load_file(str(tmp_path / "in" / "student" / "diffusion_pytorch_model.safetensors"))
+    for folder in ("model", "model_ema"):
+        exported = load_file(str(released / folder / "diffusion_pytorch_model.safetensors"))
+        assert exported.keys() == student.keys() and all(torch.equal(exported[k], student[k]) for k in student)

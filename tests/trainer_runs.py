@@ -18,7 +18,8 @@ from raven.training.distributed import World
 
 DMD_MODES = ("raven", "sf", "df", "tf", "df_self_rollout")
 RUNS = ("base", "ode_init", *(f"dmd_{mode}" for mode in DMD_MODES), "dmd_wan_teacher", "cmgrpo", "flow_grpo")
-SHARDED_RUNS = (*RUNS, "dmd_raven_bf16")  # bf16 compute exists only under FSDP2's MixedPrecisionPolicy
+# bf16 compute exists only under FSDP2's MixedPrecisionPolicy; a released init is exported by rank 0 alone
+SHARDED_RUNS = (*RUNS, "dmd_raven_bf16", "ode_init_released")
 PROMPTS = ["red circle left fast on black", "blue square still on white", "green triangle up slow on black"]
 CMGRPO = {"iterations": 2, "checkpoint_every": 2, "group_size": 2, "sync_group_size": 1, "lora_rank": 4,
           "lora_alpha": 4}
@@ -55,6 +56,7 @@ def prepare_inputs(repo_root: Path, folder: Path) -> None:
     for mode in DMD_MODES:
         spec_file(repo_root, folder, f"dmd_{mode}", stages={"dmd": {**two, "ttur": 1, "history_mode": mode}})
     spec_file(repo_root, folder, "dmd_raven_bf16", precision="bf16", stages={"dmd": {**two, "ttur": 1}})
+    spec_file(repo_root, folder, "ode_init_released", weights={"causal_init": str(folder / "student")})
     spec_file(repo_root, folder, "dmd_wan_teacher", weights={"teacher": str(folder / "student")},
               stages={"dmd": {**two, "ttur": 1, "teacher": "wan", "teacher_guidance": 3.0}})  # a sharded frozen teacher
     spec_file(repo_root, folder, "cmgrpo", stages={"cmgrpo": CMGRPO})
@@ -80,7 +82,7 @@ def run_trainer(name: str, folder: Path, out: Path) -> dict:
     spec, prompts, student = folder / f"{name}.yaml", folder / "prompts.txt", folder / "student"
     if name == "base":
         return train_base(spec, prompts=prompts, out=out)
-    if name == "ode_init":
+    if name.startswith("ode_init"):
         return train_ode_init(spec, folder / "pairs", student, out)
     if name.startswith("dmd_"):
         clips = folder / "clips" if name in ("dmd_tf", "dmd_df") else None
