@@ -94,7 +94,6 @@ def flex_block_mask(splits: Sequence[Split], tokens_per_frame: int, sink: int, w
                                     seq_lengths=(length, length))
 
 
-
 @functools.cache
 def compiled_flex_attention():
     """flex attention compiled into a fused kernel (uncompiled, it materialises the L×L scores)."""
