@@ -50,8 +50,9 @@ def with_stage_defaults(spec: Any) -> Any:
     from raven.config import stage_options
 
     models = stage_models()
-    stages = {stage: stage_options(spec, stage, models[stage]).model_dump(mode="json") if stage in models else options
-              for stage, options in spec.stages.items()}
+    # warnings=False: a weighting spec given as an int (-1) is valid, but pydantic warns that float | str got an int
+    stages = {stage: stage_options(spec, stage, models[stage]).model_dump(mode="json", warnings=False)
+              if stage in models else options for stage, options in spec.stages.items()}
     return spec.model_copy(update={"stages": stages})
 
 
