@@ -107,16 +107,19 @@ def spec_dims(spec: RunSpec) -> dict:
             "attention_head_dim": dims.attention_head_dim, "ffn_dim": dims.ffn_dim}
 
 
-def needs_clips(specs: dict[str | None, RunSpec]) -> bool:
+def needs_clips(shared: RunSpec, history_modes) -> bool:
     """Real clips are read by the TF/DF rows (raven.training.history) and by a base trained here by flow."""
-    shared = specs[None]
     flow_base = shared.weights.base is None and shared.stages.get("base", {}).get("objective", "flow") == "flow"
-    return flow_base or any(spec.stages.get("dmd", {}).get("history_mode") in REAL_CLIP_MODES
-                            for row, spec in specs.items() if row is not None)
+    return flow_base or any(mode in REAL_CLIP_MODES for mode in history_modes)
 
 
-def check_paths(specs: dict[str | None, RunSpec]) -> list[Problem]:
-    """Every local weight and data path the DAG of these specs (None: the shared spec) reads."""
+def history_modes(specs: dict[str | None, RunSpec]) -> list[str | None]:
+    return [spec.stages.get("dmd", {}).get("history_mode") for spec in specs.values()]
+
+
+def check_paths(specs: dict[str | None, RunSpec], clips: bool | None = None) -> list[Problem]:
+    """Every local weight and data path the DAG of these specs (None: the shared spec) reads; `clips`: whether
+    the DAG reads real clips (default: from the specs' history modes)."""
     problems: list[Problem] = []
     shared = specs[None]
     weights = {}
@@ -143,9 +146,9 @@ def check_paths(specs: dict[str | None, RunSpec]) -> list[Problem]:
         if not any((tokenizer / name).is_file() for name in ("tokenizer.json", "spiece.model")):
             problems.append(Problem("text_encoder.tokenizer_path", str(tokenizer),
                                     "no tokenizer.json or spiece.model; expected the Wan2.1 tokenizer folder"))
-    check_data(shared, needs_clips(specs), problems)
-    for row, spec in specs.items():
-        rewards = spec.stages.get("cmgrpo", {}).get("rewards", {}) if row is not None else {}
+    check_data(shared, needs_clips(shared, history_modes(specs)) if clips is None else clips, problems)
+    for spec in specs.values():
+        rewards = spec.stages.get("cmgrpo", {}).get("rewards", {})
         if rewards.get("kind") == "model":
             check_rewards(rewards, problems)
     for stage, key, what in (("vbench", "cache_dir", "VBench's weights folder"),
@@ -185,13 +188,17 @@ def check_rewards(rewards: dict, problems: list[Problem]) -> None:
 
 
 def quick_warnings(config_dir: str | Path, scale: str, settings: dict, report: str | Path) -> list[str]:
-    """What Snakemake prints when it plans a cluster run (also `-n`), without importing torch: the path
-    problems, and the stages that did not fit in the last preflight report at `report`, if any."""
+    """What Snakemake prints when it plans a cluster run (also `-n`), without importing torch and without
+    resolving every row (planning stays fast): the shared spec's path problems, and the stages that did not
+    fit in the last preflight report at `report`, if any."""
     from raven.config import load_experiments, resolve_spec
+    from raven.config.load import row_overrides
 
-    specs = {None: resolve_spec(config_dir, scale, None, settings)}
-    specs.update({row: resolve_spec(config_dir, scale, row, settings) for row in load_experiments(config_dir)})
-    warnings = [f"missing or malformed: {problem}" for problem in check_paths(specs)]
+    shared = resolve_spec(config_dir, scale, None, settings)
+    modes = [row_overrides(config_dir, row, scale).get("stages", {}).get("dmd", {}).get("history_mode")
+             for row in load_experiments(config_dir)] + history_modes({None: shared})
+    problems = check_paths({None: shared}, needs_clips(shared, modes))
+    warnings = [f"missing or malformed: {problem}" for problem in problems]
     try:
         last = json.loads(Path(report).read_text())
     except (OSError, ValueError):

@@ -7,7 +7,7 @@ import pytest
 import torch
 
 from raven.config import ConfigError, stage_options
-from raven.training.base import BaseOptions, ClipBatches, MixtureBatches, TextTable, base_loss
+from raven.training.base import BaseOptions, MixtureBatches, TextTable, base_loss
 from raven.world.grammar import prompt_text, sample_prompts
 from raven.world.render import mixture, to_model_range
 from raven.world.teacher import ExactTeacher
@@ -50,14 +50,6 @@ def test_text_table_rows_and_empty_prompt_read_per_batch():
     assert table.embeddings[:].flatten().tolist() == [0.0, 2.0, 1.0]
     assert table.rows(["c", "ab"]).tolist() == [2, 1]
     assert table.embeddings[table.rows(["c"])].flatten().tolist() == [1.0] and calls[-1] == ["c"]
-
-
-def test_clip_batches_draw_with_the_generator():
-    batches = ClipBatches(torch.arange(5.0).view(5, 1, 1, 1, 1), list("abcde"))
-    x0, captions = batches.draw(3, torch.Generator().manual_seed(0))
-    assert captions == [list("abcde")[int(v)] for v in x0.flatten()]
-    again, _ = batches.draw(3, torch.Generator().manual_seed(0))
-    assert torch.equal(x0, again)
 
 
 def test_mixture_batches_are_items_of_the_prompts_mixture():

@@ -19,6 +19,14 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     clips.add_argument("--prompts", help="training prompt file (toy clips)")
     clips.add_argument("--out", required=True, help="folder for shard-*.parquet and summary.json")
     clips.set_defaults(handler=run_clips)
+    latents = commands.add_parser(
+        "clip-latents", help="encode the clip shards once into latent shards that training streams",
+        description="Each rank encodes every world_size-th clip shard with the spec's codec (the VAE on the GPU in "
+                    "bf16 when there is one) into <clips>/latents/latents-*.safetensors; rank 0 writes index.json "
+                    "last. Trainers read the drawn clips' latents per batch (raven.data.latents).")
+    latents.add_argument("--spec", required=True, help="resolved run spec YAML (raven spec): its codec and video")
+    latents.add_argument("--clips", required=True, help="clip shard folder (raven data clips); latents go to <clips>/latents")
+    latents.set_defaults(handler=run_clip_latents)
     cache = commands.add_parser(
         "text-cache", help="encode every prompt once into a memory-mapped cache (safetensors shards + index.json)",
         description="Encodes the prompt files, the clips' captions, the empty prompt and the negative prompts with "
@@ -120,6 +128,36 @@ def run_text_cache(args: argparse.Namespace) -> int:
         world.barrier()
         if world.is_main:
             merge_parts(args.out, world.world_size, {"empty": "", **NEGATIVE_PROMPTS})
+    finally:
+        close_world(world)
+    return 0
+
+
+def run_clip_latents(args: argparse.Namespace) -> int:
+    from pathlib import Path
+
+    import torch
+
+    from raven.config import read_spec
+    from raven.data.latents import merge_latent_parts, write_latent_part
+    from raven.models import build_codec
+    from raven.training.distributed import close_world, init_world
+
+    spec = read_spec(args.spec)
+    out = Path(args.clips) / "latents"
+    world = init_world()
+    try:
+        codec = build_codec(spec)
+        dtype = torch.bfloat16 if world.device.type == "cuda" else torch.float32
+        if hasattr(codec, "vae"):  # the codec moves pixels to the VAE's device and dtype itself
+            codec.vae.to(world.device, dtype)
+        geometry = (spec.video.frames, spec.video.height, spec.video.width)
+        write_latent_part(args.clips, out, codec.encode, geometry, part=world.rank, parts=world.world_size, dtype=dtype)
+        world.barrier()
+        if world.is_main:
+            merge_latent_parts(out, world.world_size)
+    except ValueError as error:
+        return _fail(error)
     finally:
         close_world(world)
     return 0

@@ -80,6 +80,8 @@ class ClipReader:
     """Iterate the clips of every shard in a directory, skipping (and counting) the corrupt ones."""
 
     directory: Path
+    part: int = 0  # with `parts` workers, this one reads shards part, part + parts, ...
+    parts: int = 1
     skipped: int = 0
     skipped_shards: int = 0
     problems: list[str] = field(default_factory=list)
@@ -88,9 +90,10 @@ class ClipReader:
         self.directory = Path(self.directory)
         if not self.directory.is_dir():
             raise FileNotFoundError(f"{self.directory}: clip shard directory not found; write it with `raven data clips`")
-        self.paths = sorted(self.directory.glob("shard-*.parquet"))
-        if not self.paths:
+        every = sorted(self.directory.glob("shard-*.parquet"))
+        if not every:
             raise FileNotFoundError(f"{self.directory}: no shard-*.parquet files; write them with `raven data clips`")
+        self.paths = every[self.part :: self.parts]
 
     def _skip(self, message: str) -> None:
         self.problems.append(message)
@@ -98,13 +101,17 @@ class ClipReader:
 
     def __iter__(self) -> Iterator[Clip]:
         for path in self.paths:
-            try:
-                batches = pq.ParquetFile(path).iter_batches(batch_size=64)
-                for batch in batches:
-                    yield from self._clips(path, batch.to_pylist())
-            except (OSError, pa.ArrowException) as error:
-                self.skipped_shards += 1
-                self._skip(f"{path}: unreadable shard ({error})")
+            yield from self.shard(path)
+
+    def shard(self, path: Path) -> Iterator[Clip]:
+        """The readable clips of one shard."""
+        try:
+            batches = pq.ParquetFile(path).iter_batches(batch_size=64)
+            for batch in batches:
+                yield from self._clips(path, batch.to_pylist())
+        except (OSError, pa.ArrowException) as error:
+            self.skipped_shards += 1
+            self._skip(f"{path}: unreadable shard ({error})")
 
     def _clips(self, path: Path, rows: list[dict]) -> Iterator[Clip]:
         for row in rows:

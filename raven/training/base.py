@@ -13,6 +13,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Literal
 
 import numpy as np
@@ -21,6 +22,7 @@ from pydantic import Field, model_validator
 
 from raven.config import RunSpec
 from raven.config.spec import OptimSpec
+from raven.data.latents import LatentClips
 from raven.diffusion.ode import euler_sample, guided
 from raven.diffusion.schedule import _broadcast, add_noise, sampling_timesteps, sigma_of, uniform_shift_timesteps, x0_from_velocity
 from raven.training.loop import StageLength, StepContext
@@ -110,37 +112,18 @@ class TextRows:
         return self.table.embed(picks)
 
 
-@dataclass
-class ClipBatches:
-    """Flow objective: clips held in memory as latents, drawn uniformly with the iteration's generator."""
+def load_clip_batches(folder, spec: RunSpec, encode: Callable[[torch.Tensor], torch.Tensor]) -> tuple[LatentClips, int]:
+    """The clips of the shards in `folder`, streamed as latents from `folder/latents` (written by the launched
+    `raven data clip-latents` job; encoded here with `encode` first when absent). Corrupt clips were skipped
+    and counted, a clip of the wrong geometry is an error naming it. Returns the clips and the skipped count."""
+    from raven.data.latents import INDEX, merge_latent_parts, write_latent_part
 
-    latents: torch.Tensor  # [N, C, F, h, w]
-    captions: list[str]
-
-    def draw(self, batch: int, generator: torch.Generator) -> tuple[torch.Tensor, list[str]]:
-        index = torch.randint(0, len(self.captions), (batch,), generator=generator)
-        return self.latents[index], [self.captions[i] for i in index.tolist()]
-
-
-def load_clip_batches(folder, spec: RunSpec, encode: Callable[[torch.Tensor], torch.Tensor]) -> tuple[ClipBatches, int]:
-    """Every clip of the parquet shards in `folder` as latents (corrupt clips skipped and counted; a clip of
-    the wrong geometry is an error naming it). Returns the batches and the number of skipped clips."""
-    from raven.data.shards import ClipReader
-
-    reader = ClipReader(folder)
-    expected = (spec.video.frames, spec.video.height, spec.video.width, 3)
-    pixels, captions = [], []
-    for clip in reader:
-        if clip.frames.shape != expected:
-            raise ValueError(f"{folder}: clip {clip.key!r} has frames of shape {clip.frames.shape}, the run spec "
-                             f"(scale {spec.scale!r}) needs {expected}; write the clips with the same spec")
-        pixels.append(torch.from_numpy(clip.frames).permute(3, 0, 1, 2))
-        captions.append(clip.caption)
-    if not captions:
-        raise ValueError(f"{folder}: no readable clips ({reader.skipped} corrupt); rewrite them with `raven data clips`")
-    latents = torch.cat([encode(torch.stack(pixels[i : i + 256]).float() / 127.5 - 1)
-                         for i in range(0, len(pixels), 256)])
-    return ClipBatches(latents, captions), reader.skipped
+    latents = Path(folder) / "latents"
+    if not (latents / INDEX).is_file():
+        write_latent_part(folder, latents, encode, (spec.video.frames, spec.video.height, spec.video.width))
+        merge_latent_parts(latents, 1)
+    clips = LatentClips(latents)
+    return clips, clips.skipped
 
 
 @dataclass
@@ -170,7 +153,7 @@ class BaseStep:
 
     options: BaseOptions
     model: torch.nn.Module
-    batches: ClipBatches | MixtureBatches
+    batches: LatentClips | MixtureBatches
     text: TextTable
     exact_x0: Callable[[torch.Tensor, torch.Tensor, Sequence[str]], torch.Tensor] | None = None
 
@@ -274,7 +257,7 @@ class ModelParts:
         return load_transformer(folder, self.spec)
 
 
-def training_batches(spec: RunSpec, parts: ModelParts, clips, prompts) -> tuple[ClipBatches | MixtureBatches, int]:
+def training_batches(spec: RunSpec, parts: ModelParts, clips, prompts) -> tuple[LatentClips | MixtureBatches, int]:
     """Clips from parquet shards (`clips`), or videos drawn from the toy world's mixture of the prompts
     in the file `prompts`. Returns the batches and the number of skipped corrupt clips."""
     if clips is not None:

@@ -23,6 +23,7 @@ from pydantic import Field, field_validator, model_validator
 
 from raven.config import ConfigError, RunSpec, Section, read_spec, stage_options
 from raven.config.spec import HistoryMode, OptimSpec, WeightingSpec
+from raven.data.latents import LatentClips
 from raven.diffusion.schedule import (
     add_noise,
     student_timesteps,
@@ -30,7 +31,7 @@ from raven.diffusion.schedule import (
     x0_from_velocity,
 )
 from raven.rewards import REWARD_NAMES, RewardSources, build_reward
-from raven.training.base import ClipBatches, ModelParts, TextTable, load_clip_batches
+from raven.training.base import ModelParts, TextTable, load_clip_batches
 from raven.training.distributed import World
 from raven.diffusion.trajectory import CausalForwards, Rollout
 from raven.training.history import REAL_LATENT_MODES, fresh_noise, generator_x0
@@ -303,7 +304,7 @@ class DMDData:
     real history (docs/method.md §7)."""
 
     prompts: list[str]
-    clips: ClipBatches | None = None
+    clips: LatentClips | None = None
 
     def draw(self, batch: int, generator: torch.Generator) -> tuple[list[str], torch.Tensor | None]:
         if self.clips is not None:

@@ -1,4 +1,6 @@
 # Training prompts and real clips (toy world at toy scales; VidProM / OpenVid-HD at paper scale).
+# snakemake --lint 'Mixed rules and functions': the preflight's planning-time warnings and text_cache_flag
+# are these rules' own lookups, kept beside the rules that use them.
 
 # `raven preflight` checks every weight and data path of the DAG and each stage's GPU memory per device.
 # On a cluster (launcher slurm) it is the first job, and Snakemake prints its warnings while planning
@@ -75,3 +77,18 @@ rule caption_cache:
     benchmark: results("benchmarks/data/caption_cache.tsv")
     shell: launched("text_cache", results("logs/launch/caption_cache")) + " data text-cache --spec {input.spec} "
            "--clips {params.clips} --out {params.out} > {log} 2>&1"
+
+
+# Clip latents, encoded once by a launched job (the VAE on the GPU) and streamed by the real-clip stages.
+CLIP_LATENTS = results("data/clips/latents/index.json")
+
+
+rule clip_latents:
+    input: spec=SHARED_SPEC, clips=results("data/clips/summary.json")
+    output: CLIP_LATENTS
+    params: clips=lambda w, input: os.path.dirname(input.clips)
+    conda: CONDA_ENV
+    log: results("logs/data/clip_latents.log")
+    benchmark: results("benchmarks/data/clip_latents.tsv")
+    shell: launched("clip_latents", results("logs/launch/clip_latents")) + " data clip-latents --spec {input.spec} "
+           "--clips {params.clips} > {log} 2>&1"

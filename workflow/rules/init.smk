@@ -19,8 +19,13 @@ def base_text(wildcards):
     return TEXT_CACHE if base_data(wildcards) == PROMPTS else CAPTION_CACHE
 
 
+def base_latents(wildcards):
+    """Trained on clips: their latents, encoded once (rule clip_latents)."""
+    return [] if base_data(wildcards) == PROMPTS else CLIP_LATENTS
+
+
 rule train_base:
-    input: spec=SHARED_SPEC, data=base_data, text=base_text
+    input: spec=SHARED_SPEC, data=base_data, text=base_text, latents=base_latents
     output: results("init/base/summary.json")
     params: out=lambda w, output: os.path.dirname(output[0]), data=lambda w, input: data_flag(input.data), text=text_cache_flag
     conda: CONDA_ENV
@@ -31,7 +36,7 @@ rule train_base:
 
 
 rule causal_teacher:
-    input: spec=SHARED_SPEC, base=BASE_DONE, data=base_data, text=base_text
+    input: spec=SHARED_SPEC, base=BASE_DONE, data=base_data, text=base_text, latents=base_latents
     output: results("init/causal_teacher/summary.json")
     params: out=lambda w, output: os.path.dirname(output[0]), data=lambda w, input: data_flag(input.data), text=text_cache_flag
     conda: CONDA_ENV

@@ -2,12 +2,14 @@
 # student. Rows come from config/experiments.yaml; an inference row trains nothing (sample.smk).
 # snakemake --lint 'Mixed rules and functions': these helpers are the rules' own lookups, kept beside
 # the rules that use them so that each rule stays a few lines.
+from raven.config.load import row_overrides
 from raven.config.spec import REAL_CLIP_MODES
 
 
 def real_clips(row):
     """Real clips are an input of the rows whose history mode trains on them (tf, df) only."""
-    mode = resolve_spec("config", SCALE, row, RUN_SETTINGS).stages.get("dmd", {}).get("history_mode")
+    mode = (row_overrides("config", row, SCALE).get("stages", {}).get("dmd", {}).get("history_mode")
+            or SHARED.stages.get("dmd", {}).get("history_mode"))
     return [f"{CLIPS}/summary.json"] if mode in REAL_CLIP_MODES else []
 
 
@@ -18,6 +20,7 @@ rule train_dmd:
         prompts=PROMPTS,
         clips=lambda w: real_clips(w.dmd_row),
         text=lambda w: CAPTION_CACHE if real_clips(w.dmd_row) else TEXT_CACHE,
+        latents=lambda w: [CLIP_LATENTS] if real_clips(w.dmd_row) else [],
     output: results("train/{dmd_row}/summary.json")
     params:
         out=lambda w, output: os.path.dirname(output[0]),
