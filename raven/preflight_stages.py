@@ -112,7 +112,8 @@ def report_stage(name: str, stage: str, spec: RunSpec, runs: bool, build, batch_
     setup, gpu_gb, gpus = setup_of(spec, stage)
     estimate = build(setup)
     estimate.notes.insert(0, f"{gpus} GPU(s); FSDP2 shards {setup.shards}; gradient checkpointing "
-                             f"{'on' if setup.checkpointing else 'off'}; compute {8 * setup.compute_bytes}-bit")
+                             f"{'on' if setup.checkpointing else 'off'}; compute {8 * setup.compute_bytes}-bit"
+                             + (f"; as row {spec.row}" if spec.row else ""))
     return StageReport(name, stage, estimate, gpu_gb, gpus, runs, lever(estimate, setup, stage, batch_key, rollout_key))
 
 
@@ -125,7 +126,10 @@ def rows_by(rows: dict[str, dict], specs: dict, method: str, test) -> list[RunSp
 def stage_reports(specs: dict[str | None, RunSpec], rows: dict[str, dict]) -> list[StageReport]:
     """Every launched stage of the DAG: base and ODE init, each DMD history mode, CM-GRPO, Flow-GRPO,
     sampling, VBench and UnifiedReward. Several rows of one kind: the largest estimate."""
+    from raven.data.latents import write_latent_part
+    from raven.data.text_cache import write_part
     from raven.evaluation.samples import sample_folder
+    from raven.preflight import history_modes, needs_clips
     from raven.training.base import BaseOptions
     from raven.training.causal_teacher import CausalTeacherOptions
     from raven.training.cmgrpo import CMGRPOOptions
@@ -176,6 +180,16 @@ def stage_reports(specs: dict[str | None, RunSpec], rows: dict[str, dict]) -> li
                       for spec in rows_by(rows, specs, "cmgrpo", lambda spec: spec.sampler.kind == kind)]
         if candidates:
             reports.append(max(candidates, key=lambda report: report.estimate.peak_gb))
+    encoder, prompts_per_batch = text_encoder_params(shared), inspect.signature(write_part).parameters["batch"].default
+    tokens = prompts_per_batch * shared.text_encoder.max_length
+    reports.append(report_stage("text_cache", "text_cache", shared, True, lambda setup: fixed_estimate(
+        {"text encoder": 2 * encoder / GB, "activations": tokens * per_token_umt5(shared) / GB},
+        f"the text encoder in bf16, {prompts_per_batch} prompts per batch"), None))
+    if needs_clips(shared, history_modes(specs)) and vae[0]:
+        clips_per_batch = inspect.signature(write_latent_part).parameters["batch"].default
+        reports.append(report_stage("clip_latents", "clip_latents", shared, True, lambda setup: fixed_estimate(
+            {"vae": 2 * vae[0] / GB + clips_per_batch * vae[1]},
+            f"the VAE in bf16 encoding {clips_per_batch} clips per batch (decode workspace assumed alike)"), None))
     batch = inspect.signature(sample_folder).parameters["batch_size"].default
     reports.append(report_stage("sample", "sample", shared, True,
                                 streaming(shared, batch * (2 if shared.sampler.guidance != 1 else 1)), None))
@@ -198,6 +212,13 @@ def inits_to_train(shared: RunSpec, rows: dict[str, dict]) -> set[str]:
     released = {"ode_causal": shared.weights.causal_init, "ode_bidirectional": shared.weights.bidirectional_init}
     return {settings["init"] for row, settings in rows.items() if settings.get("method") == "dmd"
             and row not in shared.weights.baselines and released.get(settings["init"]) is None}
+
+
+def per_token_umt5(spec: RunSpec) -> float:
+    """Bytes per token of a no-grad bf16 UMT5 pass: a few hidden-width tensors and the gated FFN's two."""
+    config = UMT5_XXL if spec.text_encoder.kind == "umt5" else {"d_model": spec.text_encoder.d_model,
+                                                                 "d_ff": spec.text_encoder.d_ff}
+    return 2 * (6 * config["d_model"] + 2 * config["d_ff"])
 
 
 def grpo_builder(spec: RunSpec, student: Transformer, geometry: Geometry, options_class):
