@@ -49,6 +49,19 @@ def test_bf16_storage_and_clear_errors(tmp_path):
         cache(["purple hexagon"])
 
 
+def test_batches_land_on_the_placed_device(tmp_path):
+    """ModelParts.place sets the cache's device (a GPU at paper scale; `meta` here, so a forgotten move fails)."""
+    from raven.training.base import ModelParts
+    from raven.training.distributed import World
+
+    spec = resolve_spec("config", "tiny")
+    write_part(tmp_path, PROMPTS, build_text_encoder(spec))
+    merge_parts(tmp_path, 1, {"empty": ""})
+    parts = ModelParts.build(spec, tmp_path).place(World(device=torch.device("meta")))
+    assert parts.encode_text(PROMPTS[:2]).device.type == "meta"
+    assert not hasattr(parts.encode_text, "model")  # no text encoder is loaded beside the cache
+
+
 def test_cli_caches_prompt_files_empty_and_negative_prompts(tmp_path):
     from raven.training.teachers import NEGATIVE_PROMPTS
 
