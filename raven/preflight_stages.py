@@ -176,7 +176,8 @@ def stage_reports(specs: dict[str | None, RunSpec], rows: dict[str, dict]) -> li
     for name, kind in (("cmgrpo", "consistency"), ("flow_grpo", "euler_maruyama")):
         candidates = [report_stage(name, "cmgrpo", spec, True, grpo_builder(spec, student, geometry, CMGRPOOptions),
                                    "stages.cmgrpo.micro_batch_size",
-                                   "stages.cmgrpo.group_size x groups_per_call, doubled by rollout_guidance != 1")
+                                   "stages.cmgrpo.rollout_batch_size (at most group_size x groups_per_call), "
+                                   "doubled by rollout_guidance != 1")
                       for spec in rows_by(rows, specs, "cmgrpo", lambda spec: spec.sampler.kind == kind)]
         if candidates:
             reports.append(max(candidates, key=lambda report: report.estimate.peak_gb))
@@ -223,7 +224,8 @@ def per_token_umt5(spec: RunSpec) -> float:
 
 def grpo_builder(spec: RunSpec, student: Transformer, geometry: Geometry, options_class):
     options = stage_options(spec, "cmgrpo", options_class)
-    rollout = options.group_size * options.groups_per_call * (2 if options.rollout_guidance != 1 else 1)
+    per_call = options.group_size * options.groups_per_call
+    rollout = min(per_call, options.rollout_batch_size or per_call) * (2 if options.rollout_guidance != 1 else 1)
     rewards = sum(REWARD_MODELS_GB.values()) * GB if options.rewards.kind == "model" else 0.0
     return lambda setup: grpo_estimate(student, geometry, setup, rollout_videos=rollout,
                                        micro_batch=options.micro_batch_size, interleaved=options.history_mode == "raven",

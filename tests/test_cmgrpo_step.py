@@ -141,3 +141,23 @@ def test_ranks_of_a_sync_group_draw_the_same_prompts(setup, repo_root):
     for iteration in range(3):
         assert drawn(0, iteration) == drawn(1, iteration) and drawn(2, iteration) == drawn(3, iteration)
     assert [drawn(0, i) for i in range(3)] != [drawn(2, i) for i in range(3)]
+
+
+def test_rollouts_split_into_smaller_generate_calls_are_the_same_rollouts(setup, repo_root):
+    spec, parts, model = setup
+    prompts = [f"{c} square right fast on black" for c in ("red", "green", "blue")]
+    batches = {}
+    for size in (None, 2):
+        spec = resolve_spec(repo_root / "config", "smoke", overrides={"stages": {"cmgrpo": {
+            "group_size": 3, "groups_per_call": 2, "sync_group_size": 1, "rollout_batch_size": size}}})
+        options = stage_options(spec, "cmgrpo", CMGRPOOptions)
+        step = CMGRPOStep(options, spec, model, causal_forwards(model, spec), TextTable.build(parts.encode_text, prompts),
+                          parts.codec.decode, build_rewards(list(options.reward_weights), RewardSources()), TIMES)
+        ctx = StepContext(0, torch.Generator().manual_seed(5), World(), None)
+        batches[size] = step.roll_out(ctx)
+    whole, split = batches[None], batches[2]
+    assert whole.prompts == split.prompts and len(whole.prompts) == 6
+    torch.testing.assert_close(split.rollout.x0, whole.rollout.x0, atol=1e-5, rtol=1e-5)
+    for a, b in zip(split.rollout.states, whole.rollout.states):
+        torch.testing.assert_close(a, b, atol=1e-5, rtol=1e-5)
+    torch.testing.assert_close(split.aggregate, whole.aggregate, atol=1e-5, rtol=1e-5)

@@ -64,6 +64,9 @@ class CMGRPOOptions(StageLength):
     group_size: int = Field(default=4, gt=1)
     groups_per_call: int = Field(default=1, gt=0)
     calls_per_step: int = Field(default=1, gt=0)
+    rollout_batch_size: int | None = Field(
+        default=None, gt=0, description="videos generated together within a call (the release: 4); the call's "
+        "groups are still scored and normalised together. None: the whole call at once")
     sync_group_size: int = Field(default=8, gt=0)
     reward_weights: dict[str, float] = Field(default_factory=lambda: dict(PAPER_REWARD_WEIGHTS))
     aggregation: Aggregation = "normalize_then_sum"
@@ -232,13 +235,20 @@ class CMGRPOStep:
         for call in range(self.options.calls_per_step):
             call_prompts = [p for p in self.draw_prompts(ctx, call) for _ in range(self.options.group_size)]
             seeds = torch.randint(0, 2**31 - 1, (len(call_prompts),), generator=ctx.generator).tolist()
-            generation = generate(self.policy, self.text_of(call_prompts), seeds, timesteps=self.timesteps, record=True,
-                                  guidance=self.options.rollout_guidance, negative_text=self.text_table.embeddings[:1],
-                                  kernel=self.kernel, eta=self.eta, em_convention=self.em_convention)
-            call_scores = score_videos(self.rewards, self.decode(generation.latents), call_prompts, self.spec.video.fps)
+            size = self.options.rollout_batch_size or len(call_prompts)
+            parts = []
+            for start in range(0, len(call_prompts), size):  # each video has its own seed: the split changes nothing
+                part = slice(start, start + size)
+                generation = generate(self.policy, self.text_of(call_prompts[part]), seeds[part], timesteps=self.timesteps,
+                                      record=True, guidance=self.options.rollout_guidance,
+                                      negative_text=self.text_table.embeddings[:1], kernel=self.kernel, eta=self.eta,
+                                      em_convention=self.em_convention)
+                parts.append((generation.rollout(), score_videos(self.rewards, self.decode(generation.latents),
+                                                                 call_prompts[part], self.spec.video.fps)))
+            call_scores = {name: torch.cat([s[name] for _, s in parts]) for name in self.rewards}
             aggregates.append(aggregate_rewards(self.options.aggregation, call_scores, self.options.reward_weights,
                                                 call_prompts))
-            rollouts.append(generation.rollout())
+            rollouts += [rollout for rollout, _ in parts]
             prompts += call_prompts
             scores.append(call_scores)
         rewards = {name: torch.cat([s[name] for s in scores]) for name in self.rewards}
@@ -290,8 +300,8 @@ class CMGRPOStep:
                                                 self.em_convention)
         policy = chunk_weighted_loss(policy_elementwise_loss(x0_hat, advantages, gradient), self.spec.chunk_frames,
                                      self.options.weighting, world=ctx.world)
-        kl = 0.0
         metrics = {"log_prob": float(gaussian_log_prob(x_s.double(), mean, std).mean())}
+        kl = 0.0
         if self.options.kl_beta > 0:
             mean_ref = self.kernel_mean(x_t, self.reference_x0(rollout, k, text, x_t, t, ctx.generator), t, s)
             per_element = kl_elementwise_loss(self.kernel_mean(x_t, x0_hat, t, s), mean_ref, std)
