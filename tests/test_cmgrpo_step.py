@@ -85,9 +85,11 @@ def test_sf_forward_matches_the_rollout_on_the_first_chunk_only(setup):
 def test_kl_reference_is_the_bidirectional_base_at_cfg_3_against_the_empty_prompt(setup, repo_root):
     """docs/method.md §8: μ_ref comes from the bidirectional base with CFG 3 against "", on the whole state x_t."""
     spec, parts, model = setup
-    spec = resolve_spec(repo_root / "config", "smoke", overrides={"stages": {"cmgrpo": {"kl_beta": 0.004, "kl_reference": "base"}}})
+    assert CMGRPOOptions.model_fields["kl_guidance"].default == 3.0  # the release's reference CFG
+    spec = resolve_spec(repo_root / "config", "smoke", overrides={"stages": {"cmgrpo": {
+        "kl_beta": 0.004, "kl_reference": "base", "kl_guidance": 3.0}}})  # smoke's own KL is CFG 1 on the policy
     options = stage_options(spec, "cmgrpo", CMGRPOOptions)
-    assert options.kl_guidance == 3.0  # the default: the release's reference CFG
+    assert options.kl_guidance == 3.0
     reference = parts.transformer(5).eval()
     table = TextTable.build(parts.encode_text, [PROMPT])
     step = CMGRPOStep(options, spec, model, causal_forwards(model, spec), table, parts.codec.decode, {}, TIMES,

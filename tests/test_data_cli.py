@@ -48,4 +48,4 @@ def test_every_scale_has_valid_data_options(repo_root, scale):
     from raven.data.options import DataOptions
 
     options = stage_options(resolve_spec(repo_root / "config", scale), "data", DataOptions)
-    assert options.prompt_source == ("vidprom" if scale == "paper" else "toy")
+    assert options.prompt_source == ("file" if scale == "paper" else "toy")  # paper: the release's prompt file

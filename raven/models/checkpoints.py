@@ -90,6 +90,16 @@ def load_diffusers_folder(folder: Path, spec: Any, dtype: torch.dtype) -> torch.
         raise CheckpointError(f"{folder}: weights with shapes other than config.json says: "
                               f"{sorted(k for k, *_ in info['mismatched_keys'])[:SHOWN_KEYS]}; re-export the folder")
     check_architecture(model, spec, str(folder / "config.json"))
+    return own_aligned_storage(model)
+
+
+def own_aligned_storage(model: torch.nn.Module) -> torch.nn.Module:
+    """Copy CPU tensors that `from_pretrained` left as views into the memory-mapped file at offsets that are not
+    64-byte aligned: the CPU kernels take other paths on them, and a loaded model would then compute other
+    last bits than the same weights held in memory (or than a resumed run). Only such tensors are copied."""
+    for tensor in [*model.parameters(), *model.buffers()]:
+        if tensor.device.type == "cpu" and tensor.data_ptr() % 64:
+            tensor.data = tensor.data.clone()
     return model
 
 
