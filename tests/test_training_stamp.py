@@ -38,3 +38,22 @@ def test_new_content_of_the_same_size_changes_the_stamp(tmp_path, monkeypatch):
     big.write_bytes(bytes(range(199)) + b"\xff")
     assert input_stamp(big) != stamp
     assert input_stamp(None) is None
+
+
+def test_fields_added_or_dropped_since_a_run_started_do_not_set_its_checkpoints_aside(smoke_spec):
+    """Checkpoints of a long run (the released tiny base) outlive code changes that add a spec field at its
+    default or drop one that held nothing; any real change of value still starts over."""
+    from raven.training.checkpoint import identity_changes, identity_defaults, run_identity
+
+    new = run_identity(smoke_spec, "base", {"prompts": None})
+    at_default = identity_defaults(smoke_spec)
+    added = sorted(k for k in at_default if k.startswith("sampler."))[0]
+    section, field = added.split(".", 1)
+    old = {**new, section: {k: v for k, v in new[section].items() if k != field},
+           "inputs": {"prompts": None, "clips": None}}
+    assert identity_changes(old, new, at_default) == []
+    assert identity_changes(old, new) == [f"{added} None -> {new[section][field]}"]  # without the defaults
+    changed = {**new, section: {**new[section], field: "another value"}}
+    assert identity_changes(changed, new, at_default) == [f"{added} another value -> {new[section][field]}"]
+    dropped = {**new, "inputs": {"prompts": None, "clips": "a stamp"}}
+    assert identity_changes(dropped, new, at_default) == ["inputs.clips a stamp -> None"]

@@ -226,16 +226,40 @@ def run_identity(spec: Any, stage: str, inputs: Mapping[str, str | Path | None])
             "inputs": {name: input_stamp(path) for name, path in inputs.items()}}
 
 
-def identity_changes(old: Mapping[str, Any], new: Mapping[str, Any]) -> list[str]:
-    """'key old -> new' for every dotted key whose value differs."""
+def identity_defaults(spec: Any) -> set[str]:
+    """Dotted keys of the run sections whose value is the field's default: a field added to the spec since a
+    run started shows up there at its default, which is not a change of the run."""
+    from raven.tracking.store import flatten
+
+    def sections(dumped: Mapping[str, Any]) -> dict[str, Any]:
+        return {k: v for k, v in dumped.items() if k in RUN_SECTIONS}
+
+    full = flatten(sections(spec.model_dump(mode="json")))
+    given = flatten(sections(spec.model_dump(mode="json", exclude_defaults=True)))
+    return set(full) - set(given)
+
+
+EMPTY = ("null", "{}", "[]")  # flattened values that hold nothing
+
+
+def identity_changes(old: Mapping[str, Any], new: Mapping[str, Any], at_default: set[str] = frozenset()) -> list[str]:
+    """'key old -> new' for every dotted key whose value differs. Not changes: a key the old run did not record
+    whose new value is its default (`at_default`: a field added since), and a key no longer recorded that held
+    nothing (None or empty: a field dropped since)."""
     from raven.tracking.store import flatten
 
     before, after = flatten(old), flatten(new)
-    return [f"{key} {before.get(key)} -> {after.get(key)}" for key in sorted(before.keys() | after.keys())
-            if before.get(key) != after.get(key)]
+    changes = []
+    for key in sorted(before.keys() | after.keys()):
+        if before.get(key) == after.get(key):
+            continue
+        if (key not in before and key in at_default) or (key not in after and before[key] in EMPTY):
+            continue
+        changes.append(f"{key} {before.get(key)} -> {after.get(key)}")
+    return changes
 
 
-def claim_checkpoints(root: str | Path, identity: Mapping[str, Any]) -> list[str]:
+def claim_checkpoints(root: str | Path, identity: Mapping[str, Any], at_default: set[str] = frozenset()) -> list[str]:
     """Make `root` hold only checkpoints of the run `identity`. Checkpoints of another run (or of unknown
     origin) are moved, whole, to `<out>/checkpoints-superseded` (replacing an older one) with a warning.
     Returns what changed (empty when the checkpoints can be resumed)."""
@@ -244,7 +268,7 @@ def claim_checkpoints(root: str | Path, identity: Mapping[str, Any]) -> list[str
     changes: list[str] = []
     if root.is_dir() and any(root.iterdir()):
         if run_file.is_file():
-            changes = identity_changes(json.loads(run_file.read_text()), identity)
+            changes = identity_changes(json.loads(run_file.read_text()), identity, at_default)
         else:
             changes = [f"{run_file} is missing (checkpoints of unknown origin)"]
     if changes:

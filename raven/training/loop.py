@@ -34,6 +34,7 @@ from raven.runtime import BudgetExceeded
 from raven.training.checkpoint import (
     checkpoint_iteration,
     claim_checkpoints,
+    identity_defaults,
     latest_intact_checkpoint,
     load_part,
     publish,
@@ -307,7 +308,7 @@ def train(
     out, world = Path(out), world or World()
     checkpoints = out / "checkpoints"
     if spec is not None and world.is_main:
-        claim_checkpoints(checkpoints, run_identity(spec, stage, inputs or {}))
+        claim_checkpoints(checkpoints, run_identity(spec, stage, inputs or {}), identity_defaults(spec))
     world.barrier()
     optimisers = Optimisers(models, world)
     start, elapsed = resume(checkpoints, optimisers, step)
