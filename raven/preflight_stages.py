@@ -10,6 +10,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from raven.config import RunSpec, stage_options
+from raven.config.spec import INIT_MODES
 from raven.preflight import HISTORY_MODES, JUDGE_WORKSPACE_GB, QWEN_32B_PARAMS, REWARD_MODELS_GB, UMT5_XXL, \
     VAE_DECODE_GB, VBENCH_GB, WAN_14B, WAN_VAE_PARAMS
 from raven.preflight_memory import CUDA_CONTEXT_GB, FRAGMENTATION, GB, Estimate, Geometry, Setup, Transformer, \
@@ -210,9 +211,9 @@ def stage_reports(specs: dict[str | None, RunSpec], rows: dict[str, dict]) -> li
 def inits_to_train(shared: RunSpec, rows: dict[str, dict]) -> set[str]:
     """ODE inits some trained DMD row starts from and whose released weights are not given (those replace
     the causal teacher, the ODE pairs and the regression: raven.training.ode_init.released_init)."""
-    released = {"ode_causal": shared.weights.causal_init, "ode_bidirectional": shared.weights.bidirectional_init}
     return {settings["init"] for row, settings in rows.items() if settings.get("method") == "dmd"
-            and row not in shared.weights.baselines and released.get(settings["init"]) is None}
+            and row not in shared.weights.baselines
+            and shared.weights.released_init(INIT_MODES[settings["init"]]) is None}
 
 
 def per_token_umt5(spec: RunSpec) -> float:

@@ -162,6 +162,10 @@ class BaselineWeights(Section):
     lora: Path | None = None
 
 
+# The two ODE inits a DMD row can start from and the mode of the trajectories each regresses on.
+INIT_MODES = {"ode_causal": "chunkwise", "ode_bidirectional": "bidirectional"}
+
+
 class WeightsSpec(Section):
     """Local weight paths. `None` means: train it in this pipeline (toy scales)."""
 
@@ -173,6 +177,11 @@ class WeightsSpec(Section):
     raven: Path | None = None
     baselines: dict[str, BaselineWeights] = Field(
         default_factory=dict, description="row -> released checkpoint; such a row is sampled, not trained")
+
+    def released_init(self, mode: str) -> Path | None:
+        """The released student that replaces the ODE init of pairs mode `mode`: `causal_init` for chunkwise
+        (Causal Forcing), `bidirectional_init` for bidirectional (CausVid-style); None: trained here."""
+        return self.causal_init if mode == "chunkwise" else self.bidirectional_init
 
 
 class LauncherSpec(Section):

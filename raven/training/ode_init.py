@@ -239,8 +239,7 @@ def released_init(spec) -> Path | None:
     (Causal Forcing) init, `weights.bidirectional_init` for the bidirectional-teacher (CausVid) one."""
     from raven.config import stage_options
 
-    mode = stage_options(spec, "ode_pairs", OdePairsOptions).mode
-    return spec.weights.causal_init if mode == "chunkwise" else spec.weights.bidirectional_init
+    return spec.weights.released_init(stage_options(spec, "ode_pairs", OdePairsOptions).mode)
 
 
 def train_ode_init(spec_path, pairs, init, out, text_cache=None) -> dict:

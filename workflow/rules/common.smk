@@ -10,6 +10,7 @@ import sys
 
 from raven.config import ConfigError, load_experiments, load_yaml, replica_name, resolve_spec, with_replicas
 from raven.config.rows import METHODS, rows_at_scale, same_runs
+from raven.config.spec import INIT_MODES
 from raven.tracking import config_hash
 
 # `raven` of the environment running Snakemake, even when that environment is not activated.
@@ -48,7 +49,6 @@ def replicas_of(row):
 
 # How a row gets its student (config/experiments.yaml): the ODE inits a DMD row starts from, the row
 # another row continues (cmgrpo) or re-samples (inference), or a released checkpoint (released).
-INIT_MODES = {"ode_causal": "chunkwise", "ode_bidirectional": "bidirectional"}
 
 
 def rows_of(method):

@@ -71,17 +71,10 @@ rule ode_pairs:
 
 # The released student that replaces an init's trajectories and regression when given (paper scale: Causal
 # Forcing's ODE init; tiny scale: data/weights/tiny, unless --config from_scratch=true).
-INIT_WEIGHTS = {"ode_causal": "causal_init", "ode_bidirectional": "bidirectional_init"}
-
-
-def released_init(init):
-    return getattr(SHARED.weights, INIT_WEIGHTS[init])
-
-
 def ode_pairs_input(wildcards):
     """The released init's file (a new one reruns the stage), or the ODE pairs. A released file not here yet
     (paper weights before they are copied) is no input, so that `-n` plans the DAG; the stage names it."""
-    released = released_init(wildcards.init)
+    released = SHARED.weights.released_init(INIT_MODES[wildcards.init])
     if released is None:
         return results(f"init/{wildcards.init}/pairs/summary.json")
     return str(released) if os.path.exists(released) else []
