@@ -11,6 +11,7 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 
 import av
+from av.video.reformatter import VideoReformatter
 import numpy as np
 
 from raven.io import atomic_path
@@ -50,7 +51,10 @@ def decode_mp4(data: bytes | Path | str, name: str | None = None) -> tuple[np.nd
                 raise VideoError(f"{label}: no video stream")
             stream = container.streams.video[0]
             fps = float(stream.average_rate or stream.base_rate or 0)
-            frames = [frame.to_ndarray(format="rgb24") for frame in container.decode(video=0)]
+            # one reformatter for the whole video: to_ndarray(format=...) builds a new swscale context per
+            # frame, which made decoding 10x slower than the decoding itself on small frames
+            reformatter = VideoReformatter()
+            frames = [reformatter.reformat(frame, format="rgb24").to_ndarray() for frame in container.decode(video=0)]
     except (av.error.FFmpegError, EOFError) as error:
         raise VideoError(f"{label}: corrupt or truncated video ({error}); re-export it or drop it") from None
     if not frames:
