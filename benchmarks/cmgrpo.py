@@ -1,192 +1,299 @@
-"""Learning benchmark of CM-GRPO at tiny scale (issue 6, docs/method.md §8): do the toy rewards go up?
+"""Learning benchmark of CM-GRPO (issues 6, 19; docs/method.md §8): do the rewards go up, beyond the noise?
 
-From a tiny RAVEN student (`--init`, e.g. `<benchmarks/dmd.py --work>/dmd_raven/model_ema`; without it the
-chain base → exact causal teacher → ODE pairs → ODE init → RAVEN DMD is run here within the given budgets),
-one CM-GRPO run per reward-weight row of config/experiments.yaml (`raven_cmgrpo`, the released weights, and
-the `rw_*` ablations), each within `--budget` seconds of training on the toy (weight-free) rewards. Before
-and after, the student (the run's EMA, merged) samples `--samples` videos of each of `--heldout` held-out
-prompts with fixed seeds; they are scored by every toy reward and by the toy-world benchmark.
+Trains nothing: it reads what the DAG of one scale made (`snakemake --profile local all` at tiny scale).
+`raven` is "before", `raven_cmgrpo` (the released reward weights) "after", and every `rw_*` CM-GRPO row of
+config/experiments.yaml that continues `raven` is an ablation, each compared to `raven`. Each row has the
+scale's `seeds` replicas (`<row>`, `<row>@s1`, ...: raven.config.replica_name), each sampled on the same
+held-out prompt file into `<results>/samples/<replica>/`.
 
-Writes benchmarks/reports/cmgrpo.json: for the released weights `reward_before`, `reward_after` (the weighted
-mean Σ w_m r̄_m / Σ |w_m| of the per-reward means on held-out prompts: the aggregate `sum_then_normalize`;
-`normalize_then_sum` is zero-mean by construction), `total_before`, `total_after` (toy-world Total, not
-VBench), `wall_s` (training seconds), `rewards_before/after/change` per reward; `ablations`: the same keys
-per weight row; plus budgets and the machine.
+Every video of every replica is scored by the five toy (weight-free) rewards; its aggregate reward under a
+row's weights is Σ w_m r_m / Σ |w_m| (raven.rewards.sum_then_normalize). Per row and metric, the units are
+the mean over a prompt's videos per seed (raven.evaluation.stats); the rise after − before is
+`stats.compare`: prompts paired, seeds resampled, 95% interval, significant when it excludes 0. The
+toy-world Total comes from the row JSONs (`<results>/rows/<row>.json`) when they carry per-seed,
+per-prompt units, else from the toy-world benchmark of the samples.
 
-    .venv/bin/python benchmarks/cmgrpo.py [--init DIR] [--budget 180] [--iterations N] [--rows raven_cmgrpo rw_...]
-        [--threads 1] [--work DIR]
+Writes benchmarks/reports/cmgrpo.json: for the released weights `reward_before`, `reward_after` (with
+`_ci`), `reward_rise`, `reward_rise_ci`, `reward_rise_significant`; the same for `total_*` (`total_rise`:
+the toy-world Total's comparison, not VBench); per reward `rewards_before`, `rewards_after`,
+`rewards_change` (with `_ci`, and `rewards_change_significant`); `reward_weights`; from the CM-GRPO
+training summaries `iterations` (per seed), `iterations_target`, `stopped_by_budget` and `reward_gap`;
+`ablations`: the same keys per `rw_*` row; plus `seeds`, `heldout_prompts`, `samples_per_prompt`, the
+machine and the command.
+
+    .venv/bin/python benchmarks/cmgrpo.py [--results results/tiny] [--scale tiny] [--out benchmarks/reports/cmgrpo.json]
 """
 
 from __future__ import annotations
 
 import argparse
-import tempfile
+import shlex
+import sys
 import time
+from collections import Counter
+from collections.abc import Mapping, Sequence
 from pathlib import Path
+from typing import Any
 
 import numpy as np
-import torch
-from host import machine
 
 ROOT = Path(__file__).resolve().parents[1]
-RELEASED = "raven_cmgrpo"
-ABLATIONS = ("rw_ta1_dd0.35_ms0.75_aq1_iq1", "rw_ta2_dd0.3_ms0.75_aq1_iq1", "rw_ta2_dd0.35_ms1_aq1_iq1",
-             "rw_ta2_dd0.35_ms0.75_aq2_iq2")
-EVAL_SEED = 50_000
+BEFORE, AFTER = "raven", "raven_cmgrpo"
+ABLATION_PREFIX = "rw_"
+AGGREGATE = "reward"  # the units' key of the aggregate reward under a row's weights
+BATCH = 16  # videos scored at once
+# What the DAG is run with per scale, for the snakemake command that makes a missing input.
+PROFILES = {"paper": "slurm"}
 
 
-# Time-boxed stages: a run its budget stops keeps its model, marked stopped_by_budget (raven.training.loop).
-KEEP = {"on_budget": "keep"}
+def ablation_rows(config_dir: Path) -> list[str]:
+    """The reward-weight ablations: `rw_*` CM-GRPO rows that continue `raven`, in file order."""
+    from raven.config import load_experiments
+
+    return [row for row, settings in load_experiments(config_dir).items()
+            if row.startswith(ABLATION_PREFIX) and settings.get("method") == "cmgrpo"
+            and settings.get("from") == BEFORE]
 
 
-def row_spec(row: str, scale: str, work: Path, budget: float, iterations: int | None) -> tuple[Path, object]:
-    from raven.config import deep_merge, resolve_spec, write_spec
+def replicas(row: str, seeds: int) -> list[str]:
+    from raven.config import replica_name
 
-    spec = resolve_spec(ROOT / "config", scale, row=row)
-    override = {"budget_s": budget, **KEEP} | ({"iterations": iterations} if iterations else {})
-    stages = deep_merge(spec.stages, {"cmgrpo": override})
-    spec = spec.model_copy(update={"stages": stages, "tracking_uri": f"sqlite:///{work}/mlflow.db"})
-    path = work / f"{row}.yaml"
-    write_spec(spec, path)
-    return path, spec
+    return [replica_name(row, index) for index in range(seeds)]
 
 
-def raven_student(spec, work: Path, args) -> Path:
-    """The tiny RAVEN student: base → exact causal teacher → ODE pairs → ODE init → DMD (history mode
-    raven); every stage resumes from `work`."""
-    from raven.config import deep_merge, stage_options, write_spec
-    from raven.data.options import DataOptions
-    from raven.data.prompts import write_prompt_file
-    from raven.data.stage import build_clips, build_prompts
-    from raven.training.base import train_base
-    from raven.training.causal_teacher import train_causal_teacher
-    from raven.training.dmd import train_dmd
-    from raven.training.ode_init import ode_pairs_stage, train_ode_init
-
-    stages = deep_merge(spec.stages, {"base": {"budget_s": args.base_budget, **KEEP},
-                                      "ode_init": {"budget_s": args.ode_init_budget, **KEEP},
-                                      "dmd": {"budget_s": args.dmd_budget, "history_mode": "raven", **KEEP}})
-    spec_file = work / "chain.yaml"
-    write_spec(spec.model_copy(update={"stages": stages}), spec_file)
-    options = stage_options(spec, "data", DataOptions)
-    train, _, _ = build_prompts(options)
-    write_prompt_file(work / "train.txt", train)
-    build_clips(spec, options, work / "train.txt", work / "clips")
-    train_base(spec_file, prompts=str(work / "train.txt"), out=str(work / "base"))
-    train_causal_teacher(spec_file, out=work / "causal_teacher")
-    if not (work / "pairs" / "summary.json").is_file():
-        ode_pairs_stage(spec_file, work / "causal_teacher", work / "train.txt", work / "pairs")
-    train_ode_init(spec_file, work / "pairs", work / "base" / "model_ema", work / "ode_init")
-    train_dmd(spec_file, work / "ode_init" / "model", work / "train.txt", work / "dmd_raven", clips=work / "clips")
-    return work / "dmd_raven" / "model_ema"
+def missing_inputs(results: Path, scale: str, rows: Sequence[str], seeds: int) -> list[str]:
+    """One line per input the DAG has not made yet: every replica's samples, and the CM-GRPO rows' training
+    summaries, each with the snakemake command that makes it."""
+    profile = PROFILES.get(scale, "local")
+    needed = [results / "samples" / replica / "summary.json" for row in rows for replica in replicas(row, seeds)]
+    needed += [results / "train" / replica / "summary.json" for row in rows if row != BEFORE
+               for replica in replicas(row, seeds)]
+    return [f"{path.parent}: missing (no {path.name}); make it with `snakemake --profile {profile} {target(path)}`"
+            for path in needed if not path.is_file()]
 
 
-@torch.no_grad()
-def evaluate(spec, model_folder: Path, prompts: list[str], samples: int) -> dict:
-    """Per-reward means and the toy-world benchmark of `samples` videos per held-out prompt (fixed seeds)."""
-    from raven.diffusion.schedule import student_timesteps
-    from raven.diffusion.streaming import generate
+def target(path: Path) -> Path:
+    """`path` as a Snakemake target: relative to the repository root, where Snakemake runs."""
+    try:
+        return path.resolve().relative_to(ROOT)
+    except ValueError:
+        return path
+
+
+def score_replica(folder: Path, rewards: Mapping[str, Any],
+                  toy_benchmark: bool) -> tuple[list[dict], list[dict] | None]:
+    """Per video of a samples folder: {prompt, <reward>: value} for every reward, and (with `toy_benchmark`)
+    the toy-world benchmark's per-video scores."""
+    import torch
+
+    from raven.evaluation.samples import read_samples
     from raven.evaluation.toy import benchmark
-    from raven.models import causal_forwards, load_transformer
-    from raven.rewards import REWARD_NAMES, RewardSources, build_rewards, score_videos
-    from raven.training.base import ModelParts, TextTable
-    from raven.world.render import to_uint8
+    from raven.rewards import score_videos
+    from raven.world.render import to_model_range
 
-    parts = ModelParts.build(spec)
-    forwards = causal_forwards(load_transformer(model_folder, spec).eval(), spec)
-    table = TextTable.build(parts.encode_text, prompts)
-    rewards = build_rewards(list(REWARD_NAMES), RewardSources())
-    scores, videos, names = {name: [] for name in REWARD_NAMES}, [], []
-    for index, prompt in enumerate(prompts):
-        batch = [prompt] * samples
-        seeds = [EVAL_SEED + index * samples + i for i in range(samples)]
-        latents = generate(forwards, table.embeddings[table.rows(batch)], seeds, timesteps=student_timesteps(spec)).latents
-        pixels = parts.codec.decode(latents)
-        for name, values in score_videos(rewards, pixels, batch, spec.video.fps).items():
-            scores[name].append(values)
-        videos.append(to_uint8(pixels.numpy()))
-        names += batch
-    means = {name: float(np.nanmean(torch.cat(values).numpy())) for name, values in scores.items()}
-    toy = benchmark(np.concatenate(videos), names, spec.video.fps)
-    return {"rewards": means, "total": toy["total"], "quality": toy["quality"], "semantic": toy["semantic"]}
-
-
-def weighted(rewards: dict[str, float], weights: dict[str, float]) -> float:
-    """Σ w_m r̄_m / Σ |w_m| (sum_then_normalize of the per-reward means)."""
-    return sum(w * rewards[m] for m, w in weights.items()) / sum(abs(w) for w in weights.values())
+    samples = read_samples(folder)
+    fps = float(samples.summary["fps"])
+    prompts = samples.prompts
+    records = [{"prompt": prompt} for prompt in prompts]
+    for first in range(0, len(prompts), BATCH):
+        batch = slice(first, first + BATCH)
+        # read_samples gives the exact uint8 pixels [N, T, H, W, 3] that `raven sample` wrote with to_uint8 from
+        # the decoder's float [N, 3, T, H, W] in [-1, 1]; the rewards take that float layout and range (as
+        # CM-GRPO passes them `codec.decode(latents)`). to_model_range is to_uint8's inverse, so the rewards'
+        # own to_uint8 recovers these pixels exactly.
+        pixels = torch.from_numpy(to_model_range(np.asarray(samples.videos[batch])))
+        for name, values in score_videos(rewards, pixels, prompts[batch], fps).items():
+            for record, value in zip(records[batch], values.tolist(), strict=True):
+                record[name] = value
+    failed = sorted({name for record in records for name, value in record.items()
+                     if name != "prompt" and not np.isfinite(value)})
+    if failed:
+        raise ValueError(f"{folder}: rewards {failed} are not finite for some videos (see the warnings above); "
+                         "the report needs every video scored")
+    per_video = benchmark(samples.videos, prompts, fps)["per_video"] if toy_benchmark else None
+    return records, per_video
 
 
-def run_row(row: str, args, work: Path, init: Path, heldout: list[str], before: dict) -> dict:
-    from raven.config import stage_options
-    from raven.training.cmgrpo import CMGRPOOptions, train_cmgrpo
+def weighted_units(per_video_by_seed: Sequence[Sequence[Mapping[str, Any]]], weights: Mapping[str, float]):
+    """Units of every reward and of the aggregate under `weights` (`AGGREGATE`, per video Σ w_m r_m / Σ |w_m|)."""
+    import torch
 
-    spec_file, spec = row_spec(row, args.scale, work, args.budget, args.iterations)
-    weights = stage_options(spec, "cmgrpo", CMGRPOOptions).reward_weights
-    summary = train_cmgrpo(spec_file, init, work / "train.txt", work / row)
-    after = evaluate(spec, work / row / "model_ema", heldout, args.samples)
-    result = {
-        "row": row, "reward_weights": weights,
-        "reward_before": weighted(before["rewards"], weights), "reward_after": weighted(after["rewards"], weights),
-        "total_before": before["total"], "total_after": after["total"],
-        "wall_s": round(summary["train_s"], 1), "iterations": summary["iterations"],
-        "rewards_before": before["rewards"], "rewards_after": after["rewards"],
-        "rewards_change": {m: after["rewards"][m] - before["rewards"][m] for m in after["rewards"]},
+    from raven.evaluation.stats import mean_units
+    from raven.rewards import sum_then_normalize
+
+    seeds = []
+    for records in per_video_by_seed:
+        names = [name for name in records[0] if name != "prompt"]
+        scores = {name: torch.tensor([record[name] for record in records], dtype=torch.float64) for name in names}
+        prompts = [record["prompt"] for record in records]
+        aggregate = sum_then_normalize(scores, weights, prompts).tolist()
+        seeds.append([{**record, AGGREGATE: value} for record, value in zip(records, aggregate, strict=True)])
+    return mean_units(seeds)
+
+
+def row_total_units(results: Path, row: str):
+    """The toy-world Total's units of a row from its row JSON, or None when it carries none."""
+    from raven.evaluation.stats import Units
+    from raven.io import read_json
+
+    path = results / "rows" / f"{row}.json"
+    if not path.is_file():
+        return None
+    data = read_json(path)
+    units = data.get("units")
+    return Units.from_json(units) if units and "total" in units.get("values", {}) else None
+
+
+def comparisons(after, before, metrics: Sequence[str]) -> dict[str, dict[str, Any]]:
+    """Per metric: the cells {before, before_ci, after, after_ci} and after − before {rise, rise_ci,
+    rise_significant} (raven.evaluation.stats.compare)."""
+    from raven.evaluation.stats import cell_intervals, compare
+
+    cells_before, cells_after = cell_intervals(before), cell_intervals(after)
+    results = {}
+    for metric in metrics:
+        rise = compare(after, before, metric)
+        results[metric] = {"before": cells_before[metric]["mean"], "before_ci": cells_before[metric]["ci"],
+                           "after": cells_after[metric]["mean"], "after_ci": cells_after[metric]["ci"],
+                           "rise": rise["diff"], "rise_ci": rise["ci"], "rise_significant": rise["significant"]}
+    return results
+
+
+def learning(after, before, reward_names: Sequence[str]) -> dict[str, Any]:
+    """The report's reward keys of one row against `before`: `reward_*` of the aggregate, `rewards_*` per reward."""
+    compared = comparisons(after, before, [AGGREGATE, *reward_names])
+    report = {f"reward_{key}": value for key, value in compared[AGGREGATE].items()}
+    for key, name in (("before", "rewards_before"), ("after", "rewards_after"), ("rise", "rewards_change")):
+        report[name] = {reward: compared[reward][key] for reward in reward_names}
+        report[f"{name}_ci"] = {reward: compared[reward][f"{key}_ci"] for reward in reward_names}
+    report["rewards_change_significant"] = {reward: compared[reward]["rise_significant"] for reward in reward_names}
+    return report
+
+
+def training(results: Path, row: str, seeds: int) -> dict[str, Any]:
+    """From the row's CM-GRPO training summaries: iterations per seed, target, whether a guard stopped one,
+    and `reward_gap`, the within-group spread of the aggregate reward training logged at its last iteration
+    (`reward_gap/aggregate` of `last_metrics`), mean over seeds; omitted, with a note, when a summary lacks it."""
+    from raven.io import read_json
+
+    summaries = [read_json(results / "train" / replica / "summary.json") for replica in replicas(row, seeds)]
+    record: dict[str, Any] = {
+        "iterations": [summary["iterations"] for summary in summaries],
+        "iterations_target": summaries[0].get("iterations_target"),
+        "stopped_by_budget": any(bool(summary.get("stopped_by_budget")) for summary in summaries),
     }
-    print(row, {k: result[k] for k in ("reward_before", "reward_after", "total_before", "total_after", "wall_s")}, flush=True)
-    return result
+    gaps = [(summary.get("last_metrics") or {}).get("reward_gap/aggregate") for summary in summaries]
+    if all(gap is not None for gap in gaps):
+        record["reward_gap"] = float(np.mean(gaps))
+    else:
+        record["reward_gap_note"] = ("omitted: a training summary has no reward_gap/aggregate in last_metrics "
+                                     "(e.g. a run resumed at its last iteration logs no step)")
+    return record
 
 
-def main() -> None:
+def row_weights(config_dir: Path, scale: str, row: str, results: Path, seeds: int) -> dict[str, float]:
+    """The row's reward weights (its resolved spec); a training summary with other weights is stale."""
+    from raven.config import resolve_spec, stage_options
+    from raven.io import read_json
+    from raven.training.cmgrpo import CMGRPOOptions
+
+    weights = stage_options(resolve_spec(config_dir, scale, row=row), "cmgrpo", CMGRPOOptions).reward_weights
+    for replica in replicas(row, seeds):
+        path = results / "train" / replica / "summary.json"
+        trained = read_json(path).get("reward_weights")
+        if trained is not None and dict(trained) != dict(weights):
+            raise ValueError(f"{path}: trained with reward weights {trained}, but config/experiments.yaml gives "
+                             f"{row} {weights}; rerun the DAG for this row (`--forcerun train_cmgrpo`)")
+    return dict(weights)
+
+
+def build_report(results: Path, scale: str, config_dir: Path = ROOT / "config") -> dict[str, Any]:
+    from tqdm import tqdm
+
+    from raven.config import resolve_spec
+    from raven.evaluation.scores import UNIT_BOUNDS
+    from raven.evaluation.stats import units_of
+    from raven.rewards import REWARD_NAMES, RewardSources, build_rewards
+
+    seeds = resolve_spec(config_dir, scale).seeds
+    ablations = ablation_rows(config_dir)
+    rows = [BEFORE, AFTER, *ablations]
+    missing = missing_inputs(results, scale, rows, seeds)
+    if missing:
+        raise FileNotFoundError("the CM-GRPO report reads the DAG's outputs, and these are missing:\n  "
+                                + "\n  ".join(missing) + f"\n(all of them: `snakemake --profile "
+                                f"{PROFILES.get(scale, 'local')} all`)")
+    totals = {row: row_total_units(results, row) for row in rows}
+    rewards = build_rewards(list(REWARD_NAMES), RewardSources())
+    scored, toy = {}, {}
+    work = [(row, replica) for row in rows for replica in replicas(row, seeds)]
+    for row, replica in tqdm(work, desc="score", unit="replica"):
+        scored[replica], toy[replica] = score_replica(results / "samples" / replica, rewards, totals[row] is None)
+    total_source = {}
+    for row in rows:
+        total_source[row] = str(results / "rows" / f"{row}.json") if totals[row] is not None else "samples"
+        if totals[row] is None:
+            totals[row] = units_of([toy[replica] for replica in replicas(row, seeds)], UNIT_BOUNDS)
+
+    def row_report(row: str) -> dict[str, Any]:
+        weights = row_weights(config_dir, scale, row, results, seeds)
+        after = weighted_units([scored[replica] for replica in replicas(row, seeds)], weights)
+        before = weighted_units([scored[replica] for replica in replicas(BEFORE, seeds)], weights)
+        total = comparisons(totals[row], totals[BEFORE], ["total"])["total"]
+        return {"row": row, "replicas": replicas(row, seeds), "reward_weights": weights,
+                **learning(after, before, REWARD_NAMES),
+                **{f"total_{key}": value for key, value in total.items()},
+                "total_source": {"before": total_source[BEFORE], "after": total_source[row]},
+                **training(results, row, seeds)}
+
+    released = row_report(AFTER)
+    first = scored[replicas(BEFORE, seeds)[0]]  # every replica answers the same prompts (stats.compare checks)
+    per_prompt = sorted({count for records in scored.values()
+                         for count in Counter(record["prompt"] for record in records).values()})
+    return {
+        **released,
+        "before_row": BEFORE, "before_replicas": replicas(BEFORE, seeds),
+        "ablations": [row_report(row) for row in ablations],
+        "scale": scale, "results": str(results), "seeds": seeds,
+        "heldout_prompts": len({record["prompt"] for record in first}),
+        "samples_per_prompt": per_prompt[0] if len(per_prompt) == 1 else per_prompt,
+        "rewards": "toy (weight-free) rewards of raven.rewards.toy; total: toy-world benchmark, not VBench",
+        "reward_aggregate": "per video Σ w_m r_m / Σ |w_m| (sum_then_normalize) under the row's weights; "
+                            "units: mean over a prompt's videos per seed",
+        "intervals": "95% bootstrap over seeds and prompts; rises pair prompts and resample each row's seeds "
+                     "(raven.evaluation.stats.compare)",
+        "reward_gap_meaning": "reward_gap/aggregate of each seed's last CM-GRPO iteration (its summary's "
+                              "last_metrics), mean over seeds, in the training aggregation's units "
+                              "(stages.cmgrpo.aggregation); the per-iteration history is in the MLflow store",
+    }
+
+
+def main(argv: Sequence[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--scale", default="tiny")
-    parser.add_argument("--threads", type=int, help="torch threads per process (default: RAVEN_THREADS, else 1; raven.runtime)")
-    parser.add_argument("--init", help="tiny RAVEN student folder; default: train the chain here")
-    parser.add_argument("--budget", type=float, default=180.0, help="training seconds per CM-GRPO run")
-    parser.add_argument("--iterations", type=int,
-                        help="CM-GRPO iterations (default: the scale's); the budget still stops a run")
-    parser.add_argument("--rows", nargs="+", default=[RELEASED, *ABLATIONS])
-    parser.add_argument("--heldout", type=int, default=16)
-    parser.add_argument("--samples", type=int, default=4, help="videos per held-out prompt")
-    parser.add_argument("--base-budget", type=float, default=900.0)
-    parser.add_argument("--ode-init-budget", type=float, default=300.0)
-    parser.add_argument("--dmd-budget", type=float, default=120.0)
-    parser.add_argument("--work", help="working folder (default: a temporary one)")
+    parser.add_argument("--results", help="the DAG's results folder of the scale (default: results/<scale>)")
+    parser.add_argument("--config", default=str(ROOT / "config"), help="config folder the DAG ran with")
     parser.add_argument("--out", default=str(ROOT / "benchmarks" / "reports" / "cmgrpo.json"))
-    args = parser.parse_args()
+    parser.add_argument("--threads", type=int, help="torch threads (default: RAVEN_THREADS, else 1; raven.runtime)")
+    args = parser.parse_args(argv)
+    from host import machine
+
+    from raven.io import atomic_write_json
     from raven.runtime import apply_thread_policy
 
     apply_thread_policy(args.threads)
-
-    from raven.config import resolve_spec, stage_options
-    from raven.data.options import DataOptions
-    from raven.data.prompts import write_prompt_file
-    from raven.data.stage import build_prompts
-    from raven.io import atomic_write_json
-
     started = time.perf_counter()
-    work = Path(args.work or tempfile.mkdtemp(prefix="raven-cmgrpo-bench-"))
-    work.mkdir(parents=True, exist_ok=True)
-    spec = resolve_spec(ROOT / "config", args.scale)
-    spec = spec.model_copy(update={"tracking_uri": f"sqlite:///{work}/mlflow.db"})
-    train, heldout, _ = build_prompts(stage_options(spec, "data", DataOptions))
-    write_prompt_file(work / "train.txt", train)
-    heldout = heldout[: args.heldout]
-    init = Path(args.init) if args.init else raven_student(spec, work, args)
-    before = evaluate(spec, init, heldout, args.samples)
-    print("before", before, flush=True)
-    runs = [run_row(row, args, work, init, heldout, before) for row in args.rows]
-    released = next((r for r in runs if r["row"] == RELEASED), runs[0])
-    report = {
-        **{k: released[k] for k in ("reward_before", "reward_after", "total_before", "total_after", "wall_s",
-                                    "iterations", "rewards_before", "rewards_after", "rewards_change", "reward_weights")},
-        "ablations": [r for r in runs if r is not released],
-        "scale": args.scale, "heldout_prompts": len(heldout), "samples_per_prompt": args.samples,
-        "rewards": "toy (weight-free) rewards of raven.rewards.toy; total: toy-world benchmark, not VBench",
-        "budget_s": args.budget, "iterations_limit": args.iterations,
-        "init": args.init or "trained here (base → ODE init → RAVEN DMD)",
-        "bench_wall_s": round(time.perf_counter() - started, 1), "machine": machine(),
-    }
+    results = Path(args.results or ROOT / "results" / args.scale)
+    try:
+        report = build_report(results, args.scale, Path(args.config))
+    except FileNotFoundError as error:
+        sys.exit(str(error))
+    report.update(wall_s=round(time.perf_counter() - started, 1), machine=machine(),
+                  command=shlex.join([".venv/bin/python", "benchmarks/cmgrpo.py",
+                                      *(sys.argv[1:] if argv is None else argv)]))
     atomic_write_json(args.out, report)
+    print({key: report[key] for key in ("reward_before", "reward_after", "reward_rise", "reward_rise_ci",
+                                        "reward_rise_significant", "total_before", "total_after")})
     print(f"wrote {args.out}")
 
 

@@ -12,7 +12,7 @@ accuracies; plus the budgets and the machine.
 
     .venv/bin/python benchmarks/dmd.py [--base DIR] [--modes raven sf ...] [--dmd-budget 120]
 
-`--ode-init DIR` starts from a finished ODE-init folder (e.g. `<benchmarks/cmgrpo.py --work>/ode_init`);
+`--ode-init DIR` starts from a finished ODE-init folder (e.g. the DAG's `results/tiny/init/ode_causal/student`);
 `--base DIR` reuses a trained base model folder (e.g. `<benchmarks/base.py --work>/base/model_ema`);
 without them the chain is trained here within `--base-budget` / `--ode-init-budget` seconds. `--work DIR`
 keeps every stage's output, so a rerun resumes each stage instead of redoing it.

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 
@@ -55,27 +56,35 @@ def video_metrics(record: Mapping[str, float], bounds: Mapping[str, tuple[float,
     return scores
 
 
-def units_of(per_video_by_seed: Sequence[Sequence[Mapping]],
-             bounds: Mapping[str, tuple[float, float]] = VBENCH_BOUNDS) -> Units:
-    """Units from each seed's per-video records ({prompt, <16 dimensions>[, dyn_deg]}). Every seed must
-    have been evaluated on the same prompts (a row's replicas sample the same prompt file)."""
+def mean_units(per_video_by_seed: Sequence[Sequence[Mapping[str, Any]]]) -> Units:
+    """Units from each seed's per-video values ({prompt, <metric>: value, ...}): a unit is the mean of one
+    prompt's videos, prompts in the order seed 0 first shows them. Every seed must have been evaluated on
+    the same prompts (a row's replicas sample the same prompt file)."""
     if not per_video_by_seed or not all(per_video_by_seed):
         raise ValueError("units need at least one seed with at least one evaluated video")
     prompts: tuple[str, ...] | None = None
     rows: dict[str, list[list[float]]] = {}
     for seed, records in enumerate(per_video_by_seed):
-        grouped: dict[str, list[dict[str, float]]] = {}
+        grouped: dict[str, list[Mapping[str, Any]]] = {}
         for record in records:
-            grouped.setdefault(str(record["prompt"]), []).append(video_metrics(record, bounds))
+            grouped.setdefault(str(record["prompt"]), []).append(record)
         order = tuple(grouped)
         if prompts is None:
             prompts = order
         elif set(order) != set(prompts):
             raise ValueError(f"seed {seed} was evaluated on other prompts than seed 0 "
                              f"({len(set(order) ^ set(prompts))} differ); sample every replica on one prompt file")
-        for metric in grouped[order[0]][0]:
+        for metric in (key for key in grouped[order[0]][0] if key != "prompt"):
             rows.setdefault(metric, []).append([float(np.mean([v[metric] for v in grouped[p]])) for p in prompts])
     return Units(prompts, {metric: np.asarray(value) for metric, value in rows.items()})
+
+
+def units_of(per_video_by_seed: Sequence[Sequence[Mapping]],
+             bounds: Mapping[str, tuple[float, float]] = VBENCH_BOUNDS) -> Units:
+    """Units of Total / Quality / Semantic (and dyn_deg) from each seed's per-video records ({prompt,
+    <16 dimensions>[, dyn_deg]}), as `mean_units`."""
+    return mean_units([[{"prompt": record["prompt"], **video_metrics(record, bounds)} for record in records]
+                       for records in per_video_by_seed])
 
 
 def _draws(count: int, draws: int, rng: np.random.Generator) -> np.ndarray:
