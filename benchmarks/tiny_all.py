@@ -33,6 +33,8 @@ KEYS = ("total", "quality", "semantic", "dyn_deg")
 STAGE_KEYS = ("stage", "iterations", "iterations_target", "stopped_by_budget", "seed", "threads", "train_s")
 STAMP = re.compile(r"^\[(\w{3} \w{3} +\d+ \d\d:\d\d:\d\d \d{4})\]$")
 DONE = re.compile(r"^(\d+) of (\d+) steps \(100%\) done$")
+RULE = re.compile(r"^(?:local)?rule (\w+):$")
+BENCHMARK = re.compile(r"^\s+benchmark: (\S+)$")
 
 
 def newest_log() -> Path:
@@ -51,7 +53,25 @@ def read_log(log: Path) -> dict:
     started = datetime.strptime(log.name.split(".")[0], "%Y-%m-%dT%H%M%S")
     stamps = [datetime.strptime(m.group(1), "%a %b %d %H:%M:%S %Y") for m in map(STAMP.match, lines) if m]
     return {"wall_s": round((stamps[-1] - started).total_seconds(), 1), "jobs": int(done[-1].group(2)),
-            "log": str(log.relative_to(ROOT))}
+            "log": str(log.relative_to(ROOT)), "rules": rule_seconds(log)}
+
+
+def rule_seconds(log: Path) -> dict:
+    """{rule: {jobs, s, cpu_s}}: where the run's time went, summed from each job's Snakemake benchmark file
+    (the log names each job's rule and file). `s` is the job's wall time; `cpu_s` counts the job's own
+    processes, which for a job run through `raven launch` (submitit) can leave out the launched child."""
+    rules, rule = {}, None
+    for line in log.read_text().splitlines():
+        if match := RULE.match(line):
+            rule = match.group(1)
+        elif (match := BENCHMARK.match(line)) and rule and (ROOT / match.group(1)).is_file():
+            rows = (ROOT / match.group(1)).read_text().splitlines()
+            fields = dict(zip(rows[0].split("\t"), rows[-1].split("\t")))
+            total = rules.setdefault(rule, {"jobs": 0, "s": 0.0, "cpu_s": 0.0})
+            total["jobs"] += 1
+            total["s"] = round(total["s"] + float(fields["s"]), 1)
+            total["cpu_s"] = round(total["cpu_s"] + float(fields.get("cpu_time") or 0), 1)
+    return dict(sorted(rules.items(), key=lambda item: -item[1]["s"]))
 
 
 def run_dag(scale: str) -> dict:
