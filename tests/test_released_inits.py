@@ -52,3 +52,30 @@ def test_from_scratch_clears_the_released_weights_in_every_spec():
                            "--config", "from_scratch=true"], cwd=REPO, check=True, capture_output=True,
                           text=True).stdout
     assert """--set weights='{"base": null, "causal_init": null, "bidirectional_init": null}'""" in plan
+
+
+def test_bidirectional_pairs_from_a_given_base_folder_equal_those_from_a_trained_base(smoke_spec, tmp_path):
+    """`raven ode pairs --teacher` takes the base as weights.base gives it (a model folder, as the released
+    tiny base) as well as a base stage's output folder (summary.json + model_ema): the same trajectories."""
+    import json
+
+    from raven.data.prompts import write_prompt_file
+    from raven.models.transformer import build_transformer
+    from raven.training.ode_init import OdePairs, ode_pairs_stage
+
+    spec = with_init(smoke_spec, "bidirectional")
+    spec = spec.model_copy(update={"stages": deep_merge(spec.stages, {"ode_pairs": {"samples_per_prompt": 1,
+                                                                                     "euler_steps": 2}})})
+    write_spec(spec, tmp_path / "spec.yaml")
+    write_prompt_file(tmp_path / "prompts.txt", ["a red circle moves left", "two blue squares move up"])
+    torch.manual_seed(0)
+    build_transformer(spec).save_pretrained(tmp_path / "given", safe_serialization=True)
+    stage = tmp_path / "stage"
+    build_transformer(spec).from_pretrained(tmp_path / "given").save_pretrained(stage / "model_ema")
+    (stage / "summary.json").write_text(json.dumps({"stage": "base"}))
+    given = ode_pairs_stage(tmp_path / "spec.yaml", tmp_path / "given", tmp_path / "prompts.txt", tmp_path / "a")
+    trained = ode_pairs_stage(tmp_path / "spec.yaml", stage, tmp_path / "prompts.txt", tmp_path / "b")
+    assert given["teacher"] == str(tmp_path / "given") and trained["teacher"] == str(stage / "model_ema")
+    a, b = OdePairs.read(tmp_path / "a"), OdePairs.read(tmp_path / "b")
+    assert a.prompts == b.prompts and len(a.prompts) == 2
+    assert torch.equal(a.states, b.states) and torch.equal(a.x0, b.x0) and a.x0.abs().sum() > 0

@@ -192,16 +192,18 @@ def model_denoiser(forward: Callable[[torch.Tensor, torch.Tensor, torch.Tensor],
 
 def teacher_denoiser(teacher: str | Path, spec, parts, options: OdePairsOptions, prompts: Sequence[str]) -> tuple[FrameDenoiser, str]:
     """The denoiser of `--teacher`: the exact causal teacher when the causal-teacher stage chose `exact`,
-    else the folder's `model_ema` — block-causal (chunkwise) or bidirectional (the CausVid variant)."""
+    else the model — block-causal (chunkwise) or bidirectional (the CausVid variant). `--teacher` is a
+    training stage's output folder (its `model_ema`) or a model folder given as weights (weights.base)."""
     from raven.io import read_json
 
     teacher = Path(teacher)
-    summary = read_json(teacher / "summary.json")
-    if summary.get("kind") == "exact":
+    trained_here = (teacher / "summary.json").is_file()
+    if trained_here and read_json(teacher / "summary.json").get("kind") == "exact":
         from raven.training.base import exact_denoiser
 
         return exact_denoiser(spec, parts, options.guidance, prompts if options.guidance != 1 else None), "exact"
-    model = parts.load(teacher / "model_ema").eval().requires_grad_(False)
+    teacher = teacher / "model_ema" if trained_here else teacher
+    model = parts.load(teacher).eval().requires_grad_(False)
     if options.mode == "chunkwise":
         from raven.models import causal_forwards
 
@@ -210,7 +212,7 @@ def teacher_denoiser(teacher: str | Path, spec, parts, options: OdePairsOptions,
     else:
         def forward(x_t, t, text):
             return model(x_t, t[:, 0], text, return_dict=False)[0]
-    return model_denoiser(forward, parts.encode_text, options.guidance), str(teacher / "model_ema")
+    return model_denoiser(forward, parts.encode_text, options.guidance), str(teacher)
 
 
 def ode_pairs_stage(spec_path, teacher, prompts, out, text_cache=None) -> dict:
