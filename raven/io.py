@@ -38,6 +38,32 @@ def atomic_write_text(path: str | Path, text: str) -> None:
         tmp.write_text(text)
 
 
+def umask_mode(mode: int = 0o666) -> int:
+    """`mode` less the process's umask: the mode `open()` gives a new file."""
+    current = os.umask(0)
+    os.umask(current)
+    return mode & ~current
+
+
+def keep_umask(path: str | Path) -> Path:
+    """Give a file, or every file under a folder, the mode `open()` would have given it. safetensors (0.8)
+    writes its files 0600 whatever the umask, and diffusers / peft / transformers write weights through
+    it, so a shared results folder would hide every weight file from the group."""
+    path = Path(path)
+    for file in [path] if path.is_file() else [p for p in path.rglob("*") if p.is_file()]:
+        os.chmod(file, umask_mode())
+    return path
+
+
+def save_tensors(tensors: dict, path: str | Path, metadata: dict[str, str] | None = None) -> None:
+    """A safetensors file, written atomically and with the user's umask."""
+    from safetensors.torch import save_file
+
+    with atomic_path(path) as tmp:
+        save_file(tensors, str(tmp), metadata=metadata)
+        keep_umask(tmp)
+
+
 def atomic_write_json(path: str | Path, data: Any) -> None:
     atomic_write_text(path, json.dumps(data, indent=2, sort_keys=True) + "\n")
 

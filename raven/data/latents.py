@@ -16,10 +16,9 @@ from pathlib import Path
 
 import torch
 from safetensors import safe_open
-from safetensors.torch import save_file
 
 from raven.data.shards import ClipReader
-from raven.io import atomic_path, atomic_write_json
+from raven.io import atomic_write_json, save_tensors
 
 INDEX = "index.json"
 
@@ -55,8 +54,7 @@ def write_latent_part(clips: str | Path, out: str | Path, encode: Callable[[torc
                 flush()
         if pixels:
             flush()
-        with atomic_path(out / f"latents-{shard.stem}.safetensors") as tmp:
-            save_file(tensors, str(tmp))
+        save_tensors(tensors, out / f"latents-{shard.stem}.safetensors")
     atomic_write_json(out / f"part-{part}.json", {"entries": entries, "skipped": reader.skipped})
     return out / f"part-{part}.json"
 

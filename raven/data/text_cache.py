@@ -19,9 +19,8 @@ from pathlib import Path
 
 import torch
 from safetensors import safe_open
-from safetensors.torch import save_file
 
-from raven.io import atomic_path, atomic_write_json
+from raven.io import atomic_write_json, save_tensors
 
 INDEX = "index.json"
 FORMAT = 1
@@ -50,8 +49,7 @@ def write_part(folder: str | Path, prompts: Sequence[str], encode: Callable[[Seq
     def flush() -> None:
         nonlocal shard, index
         if shard:
-            with atomic_path(folder / f"part-{part}-{index}.safetensors") as tmp:
-                save_file(shard, str(tmp))
+            save_tensors(shard, folder / f"part-{part}-{index}.safetensors")
             shard, index = {}, index + 1
 
     for start in range(0, len(share), batch):

@@ -15,6 +15,7 @@ import torch
 from transformers import AutoTokenizer, PreTrainedTokenizerFast, UMT5Config, UMT5EncoderModel
 
 from raven.config import ConfigError, RunSpec
+from raven.io import keep_umask
 
 TOY_SEED = 0
 SPECIAL_TOKENS = ["<pad>", "</s>", "<unk>"]
@@ -71,7 +72,7 @@ def save_toy_text_encoder(spec: RunSpec, folder: str | Path) -> Path:
     tokenizer = toy_tokenizer()
     toy_text_model(spec, len(tokenizer)).save_pretrained(folder, safe_serialization=True)
     tokenizer.save_pretrained(folder)
-    return folder
+    return keep_umask(folder)
 
 
 def load_umt5(model_path: str | Path, tokenizer_path: str | Path | None, max_length: int) -> TextEncoder:

@@ -23,9 +23,9 @@ from typing import Any
 import numpy as np
 import torch
 from safetensors import SafetensorError, safe_open
-from safetensors.torch import load_file, save_file
+from safetensors.torch import load_file
 
-from raven.io import atomic_write_text
+from raven.io import atomic_write_text, save_tensors
 
 DONE = "done"
 PREFIX = "iter-"
@@ -74,7 +74,7 @@ def unflatten_state(data: Any, tensors: Mapping[str, torch.Tensor]) -> Any:
 def save_part(folder: Path, name: str, state: Any) -> None:
     tensors: dict[str, torch.Tensor] = {}
     structure = flatten_state(state, tensors)
-    save_file(tensors, str(folder / f"{name}.safetensors"))
+    save_tensors(tensors, folder / f"{name}.safetensors")
     (folder / f"{name}.json").write_text(json.dumps(structure))
 
 

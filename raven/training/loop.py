@@ -29,7 +29,7 @@ from tqdm import tqdm
 
 from raven.config import Section
 from raven.config.spec import OptimSpec
-from raven.io import atomic_write_json
+from raven.io import atomic_write_json, keep_umask
 from raven.runtime import BudgetExceeded
 from raven.training.checkpoint import (
     checkpoint_iteration,
@@ -251,6 +251,7 @@ def export_pretrained(module: torch.nn.Module, state: Mapping[str, torch.Tensor]
     staging = folder.with_name(f".tmp-{folder.name}")
     shutil.rmtree(staging, ignore_errors=True)
     fresh.save_pretrained(staging, safe_serialization=True)
+    keep_umask(staging)
     shutil.rmtree(folder, ignore_errors=True)
     staging.rename(folder)
 

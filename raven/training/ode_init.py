@@ -22,14 +22,14 @@ from typing import Literal
 
 import torch
 from pydantic import Field
-from safetensors.torch import load_file, save_file
+from safetensors.torch import load_file
 from tqdm import tqdm
 
 from raven.config import Section
 from raven.config.spec import OptimSpec, chunk_starts
 from raven.diffusion.ode import euler_step
 from raven.diffusion.schedule import cfg_combine, sampling_timesteps, x0_from_velocity
-from raven.io import atomic_path, atomic_write_text
+from raven.io import atomic_write_text, save_tensors
 from raven.training import history
 from raven.training.loop import StageLength, StepContext
 
@@ -114,9 +114,8 @@ def write_pairs(out: Path, denoise: FrameDenoiser, prompts: Sequence[str], laten
                                     options.mode == "chunkwise")
             states.append(s.transpose(0, 1))
             x0.append(x)
-        with atomic_path(path) as tmp:
-            save_file({"states": torch.cat(states).contiguous(), "x0": torch.cat(x0).contiguous(),
-                       "times": torch.tensor(list(record))}, str(tmp))
+        save_tensors({"states": torch.cat(states).contiguous(), "x0": torch.cat(x0).contiguous(),
+                      "times": torch.tensor(list(record))}, path)
         atomic_write_text(path.with_suffix(".json"), json.dumps({"prompts": [jobs[i] for i in indices]}))
     return {"pairs": len(jobs), "shards": shards, "mode": options.mode, "euler_steps": len(grid) - 1,
             "guidance": options.guidance, "times": list(record)}
