@@ -37,6 +37,8 @@ from typing import Any
 
 import numpy as np
 
+from raven.config import replica_names
+
 ROOT = Path(__file__).resolve().parents[1]
 BEFORE, AFTER = "raven", "raven_cmgrpo"
 ABLATION_PREFIX = "rw_"
@@ -55,19 +57,14 @@ def ablation_rows(config_dir: Path) -> list[str]:
             and settings.get("from") == BEFORE]
 
 
-def replicas(row: str, seeds: int) -> list[str]:
-    from raven.config import replica_name
-
-    return [replica_name(row, index) for index in range(seeds)]
-
-
 def missing_inputs(results: Path, scale: str, rows: Sequence[str], seeds: int) -> list[str]:
     """One line per input the DAG has not made yet: every replica's samples, and the CM-GRPO rows' training
     summaries, each with the snakemake command that makes it."""
     profile = PROFILES.get(scale, "local")
-    needed = [results / "samples" / replica / "summary.json" for row in rows for replica in replicas(row, seeds)]
+    needed = [results / "samples" / replica / "summary.json"
+              for row in rows for replica in replica_names(row, seeds)]
     needed += [results / "train" / replica / "summary.json" for row in rows if row != BEFORE
-               for replica in replicas(row, seeds)]
+               for replica in replica_names(row, seeds)]
     return [f"{path.parent}: missing (no {path.name}); make it with `snakemake --profile {profile} {target(path)}`"
             for path in needed if not path.is_file()]
 
@@ -176,7 +173,7 @@ def training(results: Path, row: str, seeds: int) -> dict[str, Any]:
     (`reward_gap/aggregate` of `last_metrics`), mean over seeds; omitted, with a note, when a summary lacks it."""
     from raven.io import read_json
 
-    summaries = [read_json(results / "train" / replica / "summary.json") for replica in replicas(row, seeds)]
+    summaries = [read_json(results / "train" / replica / "summary.json") for replica in replica_names(row, seeds)]
     record: dict[str, Any] = {
         "iterations": [summary["iterations"] for summary in summaries],
         "iterations_target": summaries[0].get("iterations_target"),
@@ -198,7 +195,7 @@ def row_weights(config_dir: Path, scale: str, row: str, results: Path, seeds: in
     from raven.training.cmgrpo import CMGRPOOptions
 
     weights = stage_options(resolve_spec(config_dir, scale, row=row), "cmgrpo", CMGRPOOptions).reward_weights
-    for replica in replicas(row, seeds):
+    for replica in replica_names(row, seeds):
         path = results / "train" / replica / "summary.json"
         trained = read_json(path).get("reward_weights")
         if trained is not None and dict(trained) != dict(weights):
@@ -226,33 +223,33 @@ def build_report(results: Path, scale: str, config_dir: Path = ROOT / "config") 
     totals = {row: row_total_units(results, row) for row in rows}
     rewards = build_rewards(list(REWARD_NAMES), RewardSources())
     scored, toy = {}, {}
-    work = [(row, replica) for row in rows for replica in replicas(row, seeds)]
+    work = [(row, replica) for row in rows for replica in replica_names(row, seeds)]
     for row, replica in tqdm(work, desc="score", unit="replica"):
         scored[replica], toy[replica] = score_replica(results / "samples" / replica, rewards, totals[row] is None)
     total_source = {}
     for row in rows:
         total_source[row] = str(results / "rows" / f"{row}.json") if totals[row] is not None else "samples"
         if totals[row] is None:
-            totals[row] = units_of([toy[replica] for replica in replicas(row, seeds)], UNIT_BOUNDS)
+            totals[row] = units_of([toy[replica] for replica in replica_names(row, seeds)], UNIT_BOUNDS)
 
     def row_report(row: str) -> dict[str, Any]:
         weights = row_weights(config_dir, scale, row, results, seeds)
-        after = weighted_units([scored[replica] for replica in replicas(row, seeds)], weights)
-        before = weighted_units([scored[replica] for replica in replicas(BEFORE, seeds)], weights)
+        after = weighted_units([scored[replica] for replica in replica_names(row, seeds)], weights)
+        before = weighted_units([scored[replica] for replica in replica_names(BEFORE, seeds)], weights)
         total = comparisons(totals[row], totals[BEFORE], ["total"])["total"]
-        return {"row": row, "replicas": replicas(row, seeds), "reward_weights": weights,
+        return {"row": row, "replicas": replica_names(row, seeds), "reward_weights": weights,
                 **learning(after, before, REWARD_NAMES),
                 **{f"total_{key}": value for key, value in total.items()},
                 "total_source": {"before": total_source[BEFORE], "after": total_source[row]},
                 **training(results, row, seeds)}
 
     released = row_report(AFTER)
-    first = scored[replicas(BEFORE, seeds)[0]]  # every replica answers the same prompts (stats.compare checks)
+    first = scored[replica_names(BEFORE, seeds)[0]]  # every replica answers the same prompts (stats.compare checks)
     per_prompt = sorted({count for records in scored.values()
                          for count in Counter(record["prompt"] for record in records).values()})
     return {
         **released,
-        "before_row": BEFORE, "before_replicas": replicas(BEFORE, seeds),
+        "before_row": BEFORE, "before_replicas": replica_names(BEFORE, seeds),
         "ablations": [row_report(row) for row in ablations],
         "scale": scale, "results": str(results), "seeds": seeds,
         "heldout_prompts": len({record["prompt"] for record in first}),

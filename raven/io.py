@@ -49,9 +49,9 @@ def keep_umask(path: str | Path) -> Path:
     """Give a file, or every file under a folder, the mode `open()` would have given it. safetensors (0.8)
     writes its files 0600 whatever the umask, and diffusers / peft / transformers write weights through
     it, so a shared results folder would hide every weight file from the group."""
-    path = Path(path)
+    path, mode = Path(path), umask_mode()
     for file in [path] if path.is_file() else [p for p in path.rglob("*") if p.is_file()]:
-        os.chmod(file, umask_mode())
+        os.chmod(file, mode)
     return path
 
 

@@ -154,6 +154,11 @@ def replica_name(row: str, index: int) -> str:
     return row if index == 0 else f"{row}{REPLICA_MARK}{index}"
 
 
+def replica_names(row: str, seeds: int) -> list[str]:
+    """The row's `seeds` replicas: the row itself, then <row>@s1 .. @s<seeds-1>."""
+    return [replica_name(row, index) for index in range(seeds)]
+
+
 def with_replicas(rows: Mapping[str, Mapping[str, Any]], seeds: int) -> dict[str, dict[str, Any]]:
     """Every row plus replicas <row>@s1..@s<seeds-1>: the same settings, trained with other seeds; a replica's
     `from` is the replica of the same index of the row it continues or re-samples. `replica_of` names the

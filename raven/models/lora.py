@@ -65,7 +65,7 @@ def lora_state_dict(model: torch.nn.Module, adapter_name: str = "default") -> di
 
 def save_lora(model: torch.nn.Module, folder: str | Path, adapter_name: str = "default") -> Path:
     """Write the adapter as a peft folder, beside `folder` first and renamed in (a reader never sees half)."""
-    from raven.io import keep_umask, save_tensors
+    from raven.io import save_tensors
 
     folder = Path(folder)
     staging = folder.with_name(f".tmp-{folder.name}")
@@ -73,8 +73,7 @@ def save_lora(model: torch.nn.Module, folder: str | Path, adapter_name: str = "d
     staging.mkdir(parents=True)
     model.peft_config[adapter_name].save_pretrained(staging)
     state = {PEFT_PREFIX + k: v.detach().contiguous().cpu() for k, v in lora_state_dict(model, adapter_name).items()}
-    save_tensors(state, staging / ADAPTER_WEIGHTS, metadata={"format": "pt"})
-    keep_umask(staging)
+    save_tensors(state, staging / ADAPTER_WEIGHTS, metadata={"format": "pt"})  # peft's config is plain JSON
     shutil.rmtree(folder, ignore_errors=True)
     staging.rename(folder)
     return folder

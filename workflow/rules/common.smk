@@ -8,7 +8,7 @@ import os
 import shlex
 import sys
 
-from raven.config import ConfigError, load_experiments, load_yaml, replica_name, resolve_spec, with_replicas
+from raven.config import ConfigError, load_experiments, load_yaml, replica_names, resolve_spec, with_replicas
 from raven.config.rows import METHODS, rows_at_scale, same_runs
 from raven.config.spec import INIT_MODES
 from raven.tracking import config_hash
@@ -45,10 +45,7 @@ SCALE_ROWS = rows_at_scale(load_experiments("config"), SHARED.weights.baselines)
 
 
 def replicas_of(row):
-    return [replica_name(row, index) for index in range(SHARED.seeds)]
-
-# How a row gets its student (config/experiments.yaml): the ODE inits a DMD row starts from, the row
-# another row continues (cmgrpo) or re-samples (inference), or a released checkpoint (released).
+    return replica_names(row, SHARED.seeds)
 
 
 def rows_of(method):
