@@ -49,6 +49,25 @@ def outputs(model, spec):
         return model(x, torch.tensor([900, 250]), text, return_dict=False)[0]
 
 
+def test_a_fresh_adapter_depends_on_its_seed_not_on_what_ran_before(smoke_spec):
+    """CM-GRPO's reruns gave other weights while A was drawn from the process's global generator."""
+    def fresh(seed, noise_before):
+        torch.manual_seed(0)
+        model = build_transformer(smoke_spec)
+        torch.manual_seed(noise_before)  # whatever the process drew before: other models, data, ...
+        add_lora(model, rank=4, alpha=4, seed=seed)
+        after = torch.rand(1)  # the global generator is left as it was
+        torch.manual_seed(noise_before)
+        assert torch.equal(after, torch.rand(1))
+        return lora_state_dict(model)
+
+    first, rerun, other_seed = fresh(7, 1), fresh(7, 2), fresh(8, 1)
+    a_keys = [k for k in first if "lora_A" in k]
+    assert a_keys and all(torch.equal(first[k], rerun[k]) for k in first)
+    assert not any(torch.equal(first[k], other_seed[k]) for k in a_keys)
+    assert all(not first[k].any() for k in first if "lora_B" in k)
+
+
 def test_add_lora_targets_spec_modules_and_freezes_the_base(base, smoke_spec):
     before = outputs(base, smoke_spec)
     add_lora(base, rank=4, alpha=4)

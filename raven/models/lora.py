@@ -1,7 +1,7 @@
 """LoRA on the diffusers Wan transformer through peft, injected in place (the model stays a
 `WanTransformer3DModel`, so causal processors, EMA and `save_pretrained` keep working).
 
-- `add_lora(model, rank, alpha)`: a trainable adapter on the modules docs/method.md §8 lists (self/cross-attention
+- `add_lora(model, rank, alpha, seed=...)`: a trainable adapter on the modules docs/method.md §8 lists (self/cross-attention
   q, k, v, o; FFN linears; text/time embedding linears; output head); base weights frozen.
 - `save_lora(model, folder)`: peft's folder format (`adapter_config.json` + `adapter_model.safetensors`, keys
   under `base_model.model.` as `PeftModel.save_pretrained` writes them, so `PeftModel.from_pretrained` reads it).
@@ -45,12 +45,16 @@ LONGLIVE_ENTRY = "generator_lora"
 
 
 def add_lora(model: torch.nn.Module, rank: int, alpha: float, targets: str | list[str] = POLICY_TARGETS,
-             adapter_name: str = "default") -> torch.nn.Module:
-    """Inject a fresh LoRA adapter (B = 0: the model's outputs are unchanged) and freeze everything else."""
+             adapter_name: str = "default", seed: int = 0) -> torch.nn.Module:
+    """Inject a fresh LoRA adapter (B = 0: the model's outputs are unchanged) and freeze everything else.
+    peft draws A on the CPU from torch's global generator: it is seeded with `seed` here (and restored after),
+    so that every process and every rank starts from the same adapter, whatever ran before in the process."""
     from peft import LoraConfig
 
     config = LoraConfig(r=rank, lora_alpha=alpha, target_modules=targets, lora_dropout=0.0)
-    model.add_adapter(config, adapter_name)
+    with torch.random.fork_rng(devices=[]):
+        torch.random.default_generator.manual_seed(seed)
+        model.add_adapter(config, adapter_name)
     for name, parameter in model.named_parameters():
         parameter.requires_grad_("lora_" in name)
     return model

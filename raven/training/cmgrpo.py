@@ -390,8 +390,9 @@ def export_policy(out: Path, build: Callable[[], torch.nn.Module]) -> dict[str, 
     return {"policy": "model", "policy_ema": "model_ema", "adapter": "adapter", "adapter_ema": "adapter_ema"}
 
 
-def build_policy(parts, init: Path, options: CMGRPOOptions) -> torch.nn.Module:
-    return add_lora(parts.load(init), options.lora_rank, options.lora_alpha)
+def build_policy(parts, init: Path, options: CMGRPOOptions, seed: int) -> torch.nn.Module:
+    """The student at `init` with a fresh adapter drawn from the run's seed (replicas differ, reruns do not)."""
+    return add_lora(parts.load(init), options.lora_rank, options.lora_alpha, seed=seed)
 
 
 def build_reference(spec: RunSpec, parts, options: CMGRPOOptions, world) -> torch.nn.Module | None:
@@ -429,7 +430,7 @@ def train_cmgrpo(spec_path, init, prompts, out, text_cache=None) -> dict:
     world = init_world(spec.precision)
     try:
         parts = ModelParts.build(spec, text_cache).place(world)
-        model = build_policy(parts, init, options)
+        model = build_policy(parts, init, options, spec.seed)
         step = CMGRPOStep(options, spec, model, causal_forwards(model, spec), TextTable.build(parts.encode_text, prompt_list),
                           parts.codec.decode, rewards, student_timesteps(spec), kernel, eta, spec.sampler.em_convention,
                           build_reference(spec, parts, options, world))
@@ -443,7 +444,7 @@ def train_cmgrpo(spec_path, init, prompts, out, text_cache=None) -> dict:
                            "reward_kind": options.rewards.kind},
         )
         if world.is_main:
-            summary["models"] = export_policy(out, lambda: build_policy(parts, init, options))
+            summary["models"] = export_policy(out, lambda: build_policy(parts, init, options, spec.seed))
             atomic_write_json(out / "summary.json", summary)
         world.barrier()
         return summary
