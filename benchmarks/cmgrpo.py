@@ -9,7 +9,8 @@ held-out prompt file into `<results>/samples/<replica>/`.
 Every video of every replica is scored by the five toy (weight-free) rewards; its aggregate reward under a
 row's weights is Σ w_m r_m / Σ |w_m| (raven.rewards.sum_then_normalize). Per row and metric, the units are
 the mean over a prompt's videos per seed (raven.evaluation.stats); the rise after − before is
-`stats.compare`: prompts paired, seeds resampled, 95% interval, significant when it excludes 0. The
+`stats.compare`: prompts paired, seeds resampled together (every row here continues `raven`, its replica k
+from raven's replica k, so the seed noise they share cancels), 95% interval, significant when it excludes 0. The
 toy-world Total comes from the row JSONs (`<results>/rows/<row>.json`) when they carry per-seed,
 per-prompt units, else from the toy-world benchmark of the samples.
 
@@ -149,7 +150,7 @@ def comparisons(after, before, metrics: Sequence[str]) -> dict[str, dict[str, An
     cells_before, cells_after = cell_intervals(before), cell_intervals(after)
     results = {}
     for metric in metrics:
-        rise = compare(after, before, metric)
+        rise = compare(after, before, metric, paired_seeds=True)  # every row here continues `before`
         results[metric] = {"before": cells_before[metric]["mean"], "before_ci": cells_before[metric]["ci"],
                            "after": cells_after[metric]["mean"], "after_ci": cells_after[metric]["ci"],
                            "rise": rise["diff"], "rise_ci": rise["ci"], "rise_significant": rise["significant"]}
@@ -257,7 +258,7 @@ def build_report(results: Path, scale: str, config_dir: Path = ROOT / "config") 
         "rewards": "toy (weight-free) rewards of raven.rewards.toy; total: toy-world benchmark, not VBench",
         "reward_aggregate": "per video Σ w_m r_m / Σ |w_m| (sum_then_normalize) under the row's weights; "
                             "units: mean over a prompt's videos per seed",
-        "intervals": "95% bootstrap over seeds and prompts; rises pair prompts and resample each row's seeds "
+        "intervals": "95% bootstrap over seeds and prompts; rises pair prompts and seeds "
                      "(raven.evaluation.stats.compare)",
         "reward_gap_meaning": "reward_gap/aggregate of each seed's last CM-GRPO iteration (its summary's "
                               "last_metrics), mean over seeds, in the training aggregation's units "

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import csv
 import io
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
 COLUMNS = ("total", "quality", "semantic", "dyn_deg")
@@ -88,16 +88,19 @@ def scaled_interval(row: Mapping[str, Any], column: str) -> list[float] | None:
 
 
 def comparisons(table: str, measured: Mapping[str, Mapping[str, Any]], pairs: Sequence[Sequence[str]],
-                metric: str = "total") -> list[dict[str, Any]]:
+                metric: str = "total", seed_paired: Callable[[str, str], bool] = lambda a, b: False,
+                ) -> list[dict[str, Any]]:
     """Label a − label b in `metric` with its 95% interval for each configured pair whose rows carry units
-    (per-seed, per-prompt scores); the difference is on the table's scale."""
+    (per-seed, per-prompt scores); the difference is on the table's scale. `seed_paired(row a, row b)` (the
+    rows' names, raven.config.rows.seed_paired) says whether their seeds are resampled together."""
     from raven.evaluation.stats import Units, compare
 
     results = []
     for a, b in pairs:
         if not measured.get(a, {}).get("units") or not measured.get(b, {}).get("units"):
             continue  # a partial table, or rows without per-video scores
-        result = compare(Units.from_json(measured[a]["units"]), Units.from_json(measured[b]["units"]), metric)
+        result = compare(Units.from_json(measured[a]["units"]), Units.from_json(measured[b]["units"]), metric,
+                         paired_seeds=seed_paired(measured[a].get("row", a), measured[b].get("row", b)))
         scale = 100 if metric in PERCENT else 1
         results.append({"table": table, "a": a, "b": b, **result, "diff": result["diff"] * scale,
                         "ci": [bound * scale for bound in result["ci"]]})
@@ -111,9 +114,11 @@ def comparisons_markdown(results: Sequence[Mapping[str, Any]]) -> list[str]:
              "| a − b | metric | diff | 95% CI | seeds | prompts | |", "|---|---|---|---|---|---|---|"]
     for r in results:
         verdict = "**significant**" if r["significant"] else "within the noise"
+        if min(r["seeds"]) < 2:  # one seed: the interval holds the prompts' noise, not the training's
+            verdict += " (prompt noise only: one seed)"
+        seeds = f"{r['seeds'][0]}/{r['seeds'][1]}" + (" paired" if r.get("seeds_paired") else "")
         lines.append(f"| {r['a']} − {r['b']} | {HEADERS.get(r['metric'], r['metric'])} | {r['diff']:+.2f} | "
-                     f"[{r['ci'][0]:+.2f}, {r['ci'][1]:+.2f}] | {r['seeds'][0]}/{r['seeds'][1]} | {r['prompts']} | "
-                     f"{verdict} |")
+                     f"[{r['ci'][0]:+.2f}, {r['ci'][1]:+.2f}] | {seeds} | {r['prompts']} | {verdict} |")
     return lines
 
 

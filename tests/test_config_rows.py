@@ -6,7 +6,7 @@ from __future__ import annotations
 import pytest
 
 from raven.config import ConfigError, load_experiments, resolve_spec
-from raven.config.rows import rows_at_scale, same_runs
+from raven.config.rows import rows_at_scale, same_runs, seed_paired
 from raven.tracking import config_hash
 
 ROWS = {
@@ -81,3 +81,14 @@ def test_a_released_row_prints_its_released_recipe(repo_root):
     assert row_recipe(config, "causvid", paper) == rows["causvid"]["released"]
     assert row_recipe(config, "causvid", resolve_spec(config, "tiny").weights.baselines) == rows["causvid"]["recipe"]
     assert row_recipe(config, "raven", paper) == rows["raven"]["recipe"]
+
+
+def test_rows_are_seed_paired_when_one_continues_the_other_or_both_continue_one_row(repo_root):
+    rows = rows_at_scale(load_experiments(repo_root / "config"), {})
+    assert seed_paired(rows, "raven_cmgrpo", "raven") and seed_paired(rows, "raven", "raven_cmgrpo")
+    assert seed_paired(rows, "raven_cmgrpo", "rw_ta1_dd0.35_ms0.75_aq1_iq1")  # both continue raven
+    assert not seed_paired(rows, "raven", "self_forcing") and not seed_paired(rows, "raven", "raven")
+    # where causal_forcing is trained it has replicas; where it is a released checkpoint it has none
+    assert seed_paired(rows, "causal_forcing_cmgrpo", "causal_forcing")
+    paper = rows_at_scale(load_experiments(repo_root / "config"), {"causal_forcing": {"path": "released"}})
+    assert not seed_paired(paper, "causal_forcing_cmgrpo", "causal_forcing")

@@ -45,6 +45,18 @@ def test_comparison_pairs_prompts_so_shared_prompt_noise_cancels():
     assert cell_intervals(b)["total"]["ci"][1] - cell_intervals(b)["total"]["ci"][0] > 0.05
 
 
+def test_seed_paired_comparison_cancels_the_seed_noise_the_rows_share():
+    rng = np.random.default_rng(5)
+    # three seeds far apart (which weights training reached), shared by b and by a, which continues b
+    before = rng.normal(0.5, 0.1, size=(1, 200)).repeat(3, axis=0) + np.array([[-0.3], [0.0], [0.3]])
+    a, b = units(before + 0.02), units(before)
+    paired, independent = compare(a, b, paired_seeds=True), compare(a, b)
+    assert paired["ci"] == pytest.approx([0.02, 0.02]) and paired["significant"] and paired["seeds_paired"]
+    assert independent["ci"][0] < 0 < independent["ci"][1] and not independent["seeds_paired"]
+    with pytest.raises(ValueError, match="as many seeds"):
+        compare(a, units(before[:2]), paired_seeds=True)
+
+
 def test_a_difference_inside_the_noise_is_not_significant():
     rng = np.random.default_rng(4)
     a, b = units(rng.normal(0.5, 0.2, size=(3, 64))), units(rng.normal(0.5, 0.2, size=(3, 64)))

@@ -59,7 +59,7 @@ def test_rows_pool_replicas_and_tables_test_comparisons(tmp_path):
                     "--set", f"tracking_uri={json.dumps(f'sqlite:///{tmp_path}/mlflow.db')}", "--out", str(spec)],
                    check=True)
     rng = np.random.default_rng(0)
-    levels = {"raven": 0.60, "causal_forcing": 0.50, "self_forcing": 0.599}
+    levels = {"raven": 0.60, "causal_forcing": 0.50, "self_forcing": 0.599, "raven_cmgrpo": 0.60}
     for row, level in levels.items():
         files = []
         for seed in range(3):
@@ -79,11 +79,14 @@ def test_rows_pool_replicas_and_tables_test_comparisons(tmp_path):
                     "--out-dir", str(tmp_path / "tables")], check=True)
     table = json.loads((tmp_path / "tables/main.json").read_text())
     tested = {(c["a"], c["b"]): c for c in table["comparisons"]}
-    assert set(tested) == {("raven", "self_forcing"), ("raven", "causal_forcing")}  # raven_cmgrpo absent
+    assert set(tested) == {("raven_cmgrpo", "raven"), ("raven", "self_forcing"), ("raven", "causal_forcing")}
     assert tested[("raven", "causal_forcing")]["significant"] and tested[("raven", "causal_forcing")]["diff"] > 5
     assert not tested[("raven", "self_forcing")]["significant"]
+    # raven_cmgrpo's replica k continues raven's replica k: their seeds are resampled together
+    assert [tested[pair]["seeds_paired"] for pair in sorted(tested)] == [False, False, True]
     markdown = (tmp_path / "tables/main.md").read_text()
     assert "| raven − self_forcing | Total |" in markdown and "within the noise" in markdown
+    assert "| 3/3 paired | 40 |" in markdown and "| 3/3 | 40 |" in markdown and "one seed" not in markdown
     assert f"| raven | {raven['total'] * 100:.2f} [{raven['ci']['total'][0] * 100:.2f}, " in markdown
 
 

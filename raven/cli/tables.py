@@ -5,6 +5,10 @@ the row JSONs of `raven eval row` (which also logs each row to MLflow, once per 
 from __future__ import annotations
 
 import argparse
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from raven.config import RunSpec
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -24,8 +28,11 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.set_defaults(handler=run)
 
 
-def score_table(args: argparse.Namespace, scale: str) -> tuple[list, str, str, list]:
-    from raven.config import ConfigError, load_yaml
+def score_table(args: argparse.Namespace, spec: RunSpec) -> tuple[list, str, str, list]:
+    from pathlib import Path
+
+    from raven.config import ConfigError, load_experiments, load_yaml
+    from raven.config.rows import rows_at_scale, seed_paired
     from raven.io import read_json
     from raven.tables import build_table, comparisons, comparisons_markdown, to_csv, to_markdown
 
@@ -37,8 +44,9 @@ def score_table(args: argparse.Namespace, scale: str) -> tuple[list, str, str, l
         measured[label] = read_json(path)
     records = build_table(args.table, measured, load_yaml(args.paper))
     pairs = (load_yaml(args.experiments).get("comparisons") or {}).get(args.table) or []
-    tested = comparisons(args.table, measured, pairs)
-    markdown = to_markdown(args.table, records, scale) + "\n".join(comparisons_markdown(tested) + [""])
+    rows = rows_at_scale(load_experiments(Path(args.experiments).parent), spec.weights.baselines)
+    tested = comparisons(args.table, measured, pairs, seed_paired=lambda a, b: seed_paired(rows, a, b))
+    markdown = to_markdown(args.table, records, spec.scale) + "\n".join(comparisons_markdown(tested) + [""])
     return records, markdown.rstrip("\n") + "\n", to_csv(records), tested
 
 
@@ -50,10 +58,11 @@ def run(args: argparse.Namespace) -> int:
     from raven.tables import (drift_markdown, drift_records, records_csv, table_metrics, user_study_markdown,
                               user_study_records)
 
-    scale = read_spec(args.spec).scale
+    spec = read_spec(args.spec)
+    scale = spec.scale
     tested: list = []
     if args.row:
-        records, markdown, table_csv, tested = score_table(args, scale)
+        records, markdown, table_csv, tested = score_table(args, spec)
     elif args.userstudy:
         analysis = read_json(args.userstudy)
         records = user_study_records(analysis)

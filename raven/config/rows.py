@@ -67,3 +67,15 @@ def same_runs(rows: Mapping[str, Mapping[str, Any]], spec_identity: Callable[[st
 
     first: dict[Hashable, str] = {}
     return {row: first.setdefault(key(row), row) for row in rows}
+
+
+def seed_paired(rows: Mapping[str, Mapping[str, Any]], a: str, b: str) -> bool:
+    """Whether replica k of rows `a` and `b` (`<row>@s<k>`) share a trained starting point: one continues the
+    other (`from`), or both continue the same row, replica k from its replica k. Their seed noise is then
+    shared, and a comparison resamples their seeds together (raven.evaluation.stats.compare). A released or
+    inference row has no replicas to share."""
+    def parent(row: str) -> str | None:
+        return (rows.get(row) or {}).get("from")
+
+    shared = b if parent(a) == b else a if parent(b) == a else parent(a) if parent(a) == parent(b) else None
+    return a != b and shared is not None and (rows.get(shared) or {}).get("method") in ("dmd", "cmgrpo")

@@ -8,8 +8,9 @@ so a video's own Total averages to the row's Total and units can be averaged dir
 A cell is the mean of X with a 95% percentile interval from DRAWS bootstrap resamples that draw seeds
 and prompts with replacement, independently (the two sources of noise: which weights training reached,
 and which prompts were asked). A comparison a − b draws the prompts once for both rows (they answer the
-same prompts, so the prompt noise they share cancels) and each row's seeds on their own. Resamples come
-from a fixed generator: the same units give the same intervals on any machine.
+same prompts, so the prompt noise they share cancels) and each row's seeds on their own, or both rows' seeds
+together when seed k of one continues seed k of the other (or both continue one row's seed k). Resamples
+come from a fixed generator: the same units give the same intervals on any machine.
 """
 
 from __future__ import annotations
@@ -112,17 +113,23 @@ def cell_intervals(units: Units, draws: int = DRAWS) -> dict[str, dict]:
             for metric, values in units.values.items()}
 
 
-def compare(a: Units, b: Units, metric: str = "total", draws: int = DRAWS) -> dict:
-    """a − b in `metric` with its 95% interval (prompts paired, seeds independent) and whether the
-    interval excludes 0."""
+def compare(a: Units, b: Units, metric: str = "total", draws: int = DRAWS, paired_seeds: bool = False) -> dict:
+    """a − b in `metric` with its 95% interval and whether the interval excludes 0. Prompts are paired.
+    Seeds are resampled independently, or, with `paired_seeds`, together: for rows whose seed k share a
+    trained starting point (one continues the other, or both continue one row: raven.config.rows.seed_paired),
+    so that the seed noise they share cancels as the prompts' does."""
     if set(a.prompts) != set(b.prompts):
         raise ValueError("rows compared on different prompts: evaluate both on the same held-out prompt file")
+    if paired_seeds and a.seeds != b.seeds:
+        raise ValueError(f"seed-paired rows need as many seeds each ({a.seeds} against {b.seeds})")
     order = [b.prompts.index(p) for p in a.prompts]
     values_a, values_b = a.values[metric], b.values[metric][:, order]
     rng = np.random.default_rng(BOOTSTRAP_SEED)
     prompt_counts = _draws(len(a.prompts), draws, rng)
-    seeds_a, seeds_b = _draws(a.seeds, draws, rng), _draws(b.seeds, draws, rng)
+    seeds_a = _draws(a.seeds, draws, rng)
+    seeds_b = seeds_a if paired_seeds else _draws(b.seeds, draws, rng)
     diff = _resampled_means(values_a, seeds_a, prompt_counts) - _resampled_means(values_b, seeds_b, prompt_counts)
     low, high = _interval(diff)
     return {"metric": metric, "diff": float(values_a.mean() - values_b.mean()), "ci": [low, high],
-            "significant": bool(low > 0 or high < 0), "seeds": [a.seeds, b.seeds], "prompts": len(a.prompts)}
+            "significant": bool(low > 0 or high < 0), "seeds": [a.seeds, b.seeds], "seeds_paired": paired_seeds,
+            "prompts": len(a.prompts)}
