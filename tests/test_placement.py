@@ -63,7 +63,8 @@ def test_every_stages_models_land_on_the_device_in_the_spec_precision(repo_root,
     student, critic = world.prepare(parts.load(tmp_path / "base")), world.prepare(parts.load(tmp_path / "base"))
     assert_placed(student, torch.float32)
     assert_placed(critic, torch.float32)
-    policy = world.prepare(build_policy(parts, tmp_path / "base", stage_options(spec, "cmgrpo", CMGRPOOptions)))
+    cmgrpo = stage_options(spec, "cmgrpo", CMGRPOOptions)
+    policy = world.prepare(build_policy(parts, tmp_path / "base", cmgrpo, spec.seed))
     assert_placed(policy, torch.float32)
     # frozen models: the 14B teacher's stand-in and CM-GRPO's KL reference, in bf16
     inputs = DMDInputs(spec, stage_options(spec, "dmd", DMDOptions), tmp_path / "base", tmp_path / "base",
