@@ -28,6 +28,7 @@ from host import machine
 
 ROOT = Path(__file__).resolve().parents[1]
 REPORT = ROOT / "benchmarks" / "reports" / "determinism.json"
+JSON_FILES = ("tables/*.json", "rows/*.json")
 
 
 def anonymous(text: str, run: Path) -> str:
@@ -72,8 +73,8 @@ def job_seconds(run: Path) -> dict[str, float]:
 
 
 def compare(a: Path, b: Path) -> dict:
-    values_a = {**json_leaves(a, "tables/*.json"), **json_leaves(a, "rows/*.json")}
-    values_b = {**json_leaves(b, "tables/*.json"), **json_leaves(b, "rows/*.json")}
+    values_a = {key: value for pattern in JSON_FILES for key, value in json_leaves(a, pattern).items()}
+    values_b = {key: value for pattern in JSON_FILES for key, value in json_leaves(b, pattern).items()}
     numbers = [key for key in values_a if isinstance(values_a[key], (int, float)) and key in values_b]
     mismatches = [{"key": key, "a": values_a.get(key), "b": values_b.get(key)}
                   for key in sorted(set(values_a) | set(values_b)) if values_a.get(key) != values_b.get(key)]
@@ -84,7 +85,7 @@ def compare(a: Path, b: Path) -> dict:
     return {
         "runs": [str(a), str(b)],
         "identical": not mismatches and weights_a == weights_b,
-        "files_compared": len({key.split("/")[0] + "/" + key.split("/")[1] for key in values_a}),
+        "files_compared": sum(1 for pattern in JSON_FILES for _ in a.glob(pattern)),
         "numbers_compared": len(numbers),
         "mismatches": mismatches[:50], "mismatch_count": len(mismatches),
         "weights_compared": len(set(weights_a) & set(weights_b)),

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import csv
 import io
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 COLUMNS = ("total", "quality", "semantic", "dyn_deg")
@@ -88,11 +88,12 @@ def scaled_interval(row: Mapping[str, Any], column: str) -> list[float] | None:
 
 
 def comparisons(table: str, measured: Mapping[str, Mapping[str, Any]], pairs: Sequence[Sequence[str]],
-                metric: str = "total", seed_paired: Callable[[str, str], bool] = lambda a, b: False,
-                ) -> list[dict[str, Any]]:
+                metric: str = "total", rows: Mapping[str, Mapping[str, Any]] | None = None) -> list[dict[str, Any]]:
     """Label a − label b in `metric` with its 95% interval for each configured pair whose rows carry units
-    (per-seed, per-prompt scores); the difference is on the table's scale. `seed_paired(row a, row b)` (the
-    rows' names, raven.config.rows.seed_paired) says whether their seeds are resampled together."""
+    (per-seed, per-prompt scores); the difference is on the table's scale. With `rows` (the experiments' rows
+    at this scale) the seeds of rows that continue one another are resampled together
+    (raven.config.rows.seed_paired)."""
+    from raven.config.rows import seed_paired
     from raven.evaluation.stats import Units, compare
 
     results = []
@@ -100,7 +101,8 @@ def comparisons(table: str, measured: Mapping[str, Mapping[str, Any]], pairs: Se
         if not measured.get(a, {}).get("units") or not measured.get(b, {}).get("units"):
             continue  # a partial table, or rows without per-video scores
         result = compare(Units.from_json(measured[a]["units"]), Units.from_json(measured[b]["units"]), metric,
-                         paired_seeds=seed_paired(measured[a].get("row", a), measured[b].get("row", b)))
+                         paired_seeds=rows is not None and seed_paired(rows, measured[a].get("row", a),
+                                                                       measured[b].get("row", b)))
         scale = 100 if metric in PERCENT else 1
         results.append({"table": table, "a": a, "b": b, **result, "diff": result["diff"] * scale,
                         "ci": [bound * scale for bound in result["ci"]]})

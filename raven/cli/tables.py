@@ -32,7 +32,7 @@ def score_table(args: argparse.Namespace, spec: RunSpec) -> tuple[list, str, str
     from pathlib import Path
 
     from raven.config import ConfigError, load_experiments, load_yaml
-    from raven.config.rows import rows_at_scale, seed_paired
+    from raven.config.rows import rows_at_scale
     from raven.io import read_json
     from raven.tables import build_table, comparisons, comparisons_markdown, to_csv, to_markdown
 
@@ -45,7 +45,7 @@ def score_table(args: argparse.Namespace, spec: RunSpec) -> tuple[list, str, str
     records = build_table(args.table, measured, load_yaml(args.paper))
     pairs = (load_yaml(args.experiments).get("comparisons") or {}).get(args.table) or []
     rows = rows_at_scale(load_experiments(Path(args.experiments).parent), spec.weights.baselines)
-    tested = comparisons(args.table, measured, pairs, seed_paired=lambda a, b: seed_paired(rows, a, b))
+    tested = comparisons(args.table, measured, pairs, rows=rows)
     markdown = to_markdown(args.table, records, spec.scale) + "\n".join(comparisons_markdown(tested) + [""])
     return records, markdown.rstrip("\n") + "\n", to_csv(records), tested
 

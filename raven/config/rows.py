@@ -18,6 +18,7 @@ from raven.config.load import ConfigError
 
 WHERE = "config/experiments.yaml"
 METHODS = ("dmd", "cmgrpo", "inference", "released")
+TRAINED_METHODS = ("dmd", "cmgrpo")
 # Keys that say where a row's model comes from; a released row has none of them.
 SOURCES = ("init", "from")
 
@@ -74,8 +75,8 @@ def seed_paired(rows: Mapping[str, Mapping[str, Any]], a: str, b: str) -> bool:
     other (`from`), or both continue the same row, replica k from its replica k. Their seed noise is then
     shared, and a comparison resamples their seeds together (raven.evaluation.stats.compare). A released or
     inference row has no replicas to share."""
-    def parent(row: str) -> str | None:
-        return (rows.get(row) or {}).get("from")
-
-    shared = b if parent(a) == b else a if parent(b) == a else parent(a) if parent(a) == parent(b) else None
-    return a != b and shared is not None and (rows.get(shared) or {}).get("method") in ("dmd", "cmgrpo")
+    parent_a, parent_b = (rows.get(a) or {}).get("from"), (rows.get(b) or {}).get("from")
+    if a == b or not (parent_a == b or parent_b == a or parent_a == parent_b):
+        return False
+    shared = b if parent_a == b else a if parent_b == a else parent_a
+    return (rows.get(shared) or {}).get("method") in TRAINED_METHODS
