@@ -38,6 +38,9 @@ def main() -> None:
                         help="also judge the final EMA weights sampled at these CFG scales")
     parser.add_argument("--out", default=str(ROOT / "benchmarks" / "reports" / "base.json"))
     parser.add_argument("--work", help="working folder, kept for resuming (default: a temporary one)")
+    parser.add_argument("--train-prompts", type=int,
+                        help="training prompts (default: stages.data.train_prompts); part of the run's identity, so "
+                             "a resumed run must give the same number")
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
 
@@ -51,6 +54,8 @@ def main() -> None:
     work.mkdir(parents=True, exist_ok=True)
     spec = resolve_spec(ROOT / "config", args.scale)
     spec = spec.model_copy(update={"tracking_uri": f"sqlite:///{work}/mlflow.db"})
+    if args.train_prompts:
+        spec = spec.model_copy(update={"stages": deep_merge(spec.stages, {"data": {"train_prompts": args.train_prompts}})})
     options = base_stage_options(spec)
     total = args.iterations or options.iterations
     data = spec.stages.get("data", {})
