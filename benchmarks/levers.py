@@ -107,8 +107,9 @@ def run_raven(args: Sequence[str], log: Path) -> None:
 
 
 def run_replica(replica: str, results: Path, work: Path, override: Mapping[str, Any]) -> dict[str, Any]:
-    """Train, sample and score one replica of the lever (each step skipped when its output exists)."""
-    from raven.config import write_spec
+    """Train, sample and score one replica of the lever (each step skipped when its output exists, for a lever
+    whose spec is unchanged)."""
+    from raven.config import read_spec, write_spec
     from raven.io import read_json
 
     dag_summary = results / "train" / replica / "summary.json"
@@ -117,7 +118,12 @@ def run_replica(replica: str, results: Path, work: Path, override: Mapping[str, 
         if not path.is_file():
             raise SystemExit(f"{path}: missing; run the DAG first (`snakemake --profile local {path}`)")
     spec = work / "specs" / f"{replica}.yaml"
-    write_spec(lever_spec(dag_spec, override, f"sqlite:///{work.resolve()}/mlflow.db"), spec)
+    wanted = lever_spec(dag_spec, override, f"sqlite:///{work.resolve()}/mlflow.db")
+    if spec.is_file() and read_spec(spec) != wanted:
+        raise SystemExit(f"{spec}: this lever was made with other settings (another --set, or the DAG's {dag_spec} "
+                         f"changed since); its results would not be this lever's. Give it another --name, or delete "
+                         f"{work} to remake it")
+    write_spec(wanted, spec)
     train, samples, metrics = work / "train" / replica, work / "samples" / replica, work / "eval" / replica / "toy.json"
     logs = work / "logs" / replica
     if not (train / "summary.json").is_file():

@@ -88,3 +88,21 @@ def test_a_lever_is_compared_with_another_levers_replicas(tmp_path):
     same = levers.versus(better, "raven_cmgrpo", other_cmgrpo, "rw")
     assert same["total"]["seeds_paired"] and same["total"]["diff"] == pytest.approx(0.0, abs=1e-12)
     assert same["total"]["ci"] == pytest.approx([0.0, 0.0], abs=1e-12)  # the seed effect cancels when paired
+
+
+def test_a_lever_name_is_not_reused_for_other_settings(tmp_path):
+    """A finished replica is reused only while its spec is the lever's: another --set under the same name is refused
+    before anything runs, rather than reported with the old settings' results."""
+    from raven.config import replica_names
+
+    results, work = tmp_path / "results", tmp_path / "results" / "levers" / "x"
+    for replica in replica_names("raven", 1):
+        write_spec(resolve_spec(REPO / "config", "tiny", row=replica), results / "specs" / f"{replica}.yaml")
+        (results / "train" / replica).mkdir(parents=True)
+        (results / "train" / replica / "summary.json").write_text('{"stage": "dmd", "init": "i"}')
+    first = levers.lever_spec(results / "specs" / "raven.yaml", levers.parse_sets(["stages.dmd.iterations=77"]),
+                              f"sqlite:///{work.resolve()}/mlflow.db")
+    write_spec(first, work / "specs" / "raven.yaml")
+    assert read_spec(work / "specs" / "raven.yaml") == first  # the same settings read back equal: a rerun resumes
+    with pytest.raises(SystemExit, match="other settings"):
+        levers.run_replica("raven", results, work, levers.parse_sets(["stages.dmd.iterations=78"]))
