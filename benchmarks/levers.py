@@ -84,17 +84,19 @@ def lever_spec(dag_spec: Path, override: Mapping[str, Any], tracking_uri: str):
     return spec
 
 
-def train_args(summary: Mapping[str, Any], summary_path: Path, results: Path, spec: Path, out: Path) -> list[str]:
-    """`raven train <stage> ...` as the DAG ran it for the replica whose training summary this is."""
+def train_args(summary: Mapping[str, Any], summary_path: Path, results: Path, spec: Path, out: Path,
+               prompts: Path | None = None) -> list[str]:
+    """`raven train <stage> ...` as the DAG ran it for the replica whose training summary this is; with `prompts`,
+    on that prompt file instead of the DAG's, encoded by the text encoder (the DAG's cache holds its own prompts)."""
     stage = summary.get("stage")
     if stage not in TRAINED:
         raise SystemExit(f"{summary_path}: stage {stage!r}; a lever reruns a trained row ({' or '.join(TRAINED)})")
     if summary.get("history_mode") in CLIP_HISTORY:
         raise SystemExit(f"{summary_path}: history mode {summary['history_mode']!r} trains on the DAG's real clips, "
                          "which this benchmark does not pass; pick a row that trains on its own rollouts")
+    text = [] if prompts else ["--text-cache", str(results / "data" / "text_cache")]
     return ["train", stage, "--spec", str(spec), "--init", str(summary["init"]),
-            "--prompts", str(results / "data" / "prompts" / "train.txt"),
-            "--text-cache", str(results / "data" / "text_cache"), "--out", str(out)]
+            "--prompts", str(prompts or results / "data" / "prompts" / "train.txt"), *text, "--out", str(out)]
 
 
 def run_raven(args: Sequence[str], log: Path) -> None:
@@ -106,7 +108,8 @@ def run_raven(args: Sequence[str], log: Path) -> None:
         raise SystemExit(f"`raven {shlex.join(args)}` failed (exit {done.returncode}); its log: {log}")
 
 
-def run_replica(replica: str, results: Path, work: Path, override: Mapping[str, Any]) -> dict[str, Any]:
+def run_replica(replica: str, results: Path, work: Path, override: Mapping[str, Any],
+                prompts: Path | None = None) -> dict[str, Any]:
     """Train, sample and score one replica of the lever (each step skipped when its output exists, for a lever
     whose spec is unchanged)."""
     from raven.config import read_spec, write_spec
@@ -127,7 +130,7 @@ def run_replica(replica: str, results: Path, work: Path, override: Mapping[str, 
     train, samples, metrics = work / "train" / replica, work / "samples" / replica, work / "eval" / replica / "toy.json"
     logs = work / "logs" / replica
     if not (train / "summary.json").is_file():
-        run_raven(train_args(read_json(dag_summary), dag_summary, results, spec, train), logs / "train.log")
+        run_raven(train_args(read_json(dag_summary), dag_summary, results, spec, train, prompts), logs / "train.log")
     if not (samples / "summary.json").is_file():
         run_raven(["sample", "--spec", str(spec), "--model", str(train / "model_ema"),
                    "--prompts", str(results / "data" / "prompts" / "protocol.txt"), "--out", str(samples)],
@@ -193,12 +196,12 @@ def reward_rises(row: str, lever_samples: Sequence[Path], results: Path, scale: 
 
 
 def build_lever(row: str, override: Mapping[str, Any], results: Path, name: str, jobs: int,
-                other: tuple[str, Mapping[str, Any]] | None = None) -> dict[str, Any]:
+                other: tuple[str, Mapping[str, Any]] | None = None, prompts: Path | None = None) -> dict[str, Any]:
     from tqdm import tqdm
 
     from raven.config import read_spec, replica_names
     from raven.evaluation.stats import Units, cell_intervals, compare
-    from raven.io import read_json
+    from raven.io import atomic_write_json, read_json
 
     dag_row = results / "rows" / f"{row}.json"
     if not dag_row.is_file():
@@ -207,15 +210,21 @@ def build_lever(row: str, override: Mapping[str, Any], results: Path, name: str,
     seeds = dag_spec.seeds
     replicas = replica_names(row, seeds)
     work = results / "levers" / name
+    identity, mine = work / "lever.json", {"train_prompts": str(prompts) if prompts else None}
+    if identity.is_file() and read_json(identity) != mine:
+        raise SystemExit(f"{identity}: this lever trained on {read_json(identity)['train_prompts'] or 'the DAG prompts'}; "
+                         f"give it another --name, or delete {work} to remake it")
+    atomic_write_json(identity, mine)
     started = time.perf_counter()
     with ThreadPoolExecutor(max_workers=jobs) as pool:
-        futures = [pool.submit(run_replica, replica, results, work, override) for replica in replicas]
+        futures = [pool.submit(run_replica, replica, results, work, override, prompts) for replica in replicas]
         done = [future.result() for future in tqdm(futures, desc=f"lever {name}", unit="replica")]
     lever = units_of_replicas([d["metrics"] for d in done])
     dag = Units.from_json(read_json(dag_row)["units"])
     cells_lever, cells_dag = cell_intervals(lever), cell_intervals(dag)
     report = {
-        "row": row, "set": dict(override), "seeds": seeds, "prompts": len(lever.prompts),
+        "row": row, "set": dict(override), "train_prompts": str(prompts) if prompts else "the DAG's",
+        "seeds": seeds, "prompts": len(lever.prompts),
         "samples_per_prompt": len(done[0]["metrics"]["per_video"]) // len(lever.prompts),
         "training": {replica: d["training"] for replica, d in zip(replicas, done, strict=True)},
         "stopped_by_budget": any(d["training"]["stopped_by_budget"] for d in done),
@@ -242,14 +251,17 @@ def main(argv: Sequence[str] | None = None) -> None:
     parser.add_argument("--name", help="the lever's name in the report (default: the row and its --set values)")
     parser.add_argument("--results", default=str(ROOT / "results" / "tiny"), help="the DAG's results/<scale>")
     parser.add_argument("--jobs", type=int, default=1, help="replicas run side by side (one torch thread each)")
+    parser.add_argument("--train-prompts", type=Path, metavar="FILE",
+                        help="train on this prompt file instead of the DAG's (a lever of its own; with no --set)")
     parser.add_argument("--versus", metavar="LEVER",
                         help="also compare with another lever of the report (e.g. raven's with self_forcing's)")
     parser.add_argument("--out", default=str(REPORT))
     args = parser.parse_args(argv)
-    if not args.set:
-        parser.error("give at least one --set KEY=VALUE: a lever without a change is the DAG's row")
+    if not args.set and not args.train_prompts:
+        parser.error("give --set KEY=VALUE or --train-prompts FILE: a lever without a change is the DAG's row")
     override = parse_sets(args.set)
-    name = args.name or "__".join([args.row, *(item.replace("stages.", "") for item in args.set)])
+    name = args.name or "__".join([args.row, *(item.replace("stages.", "") for item in args.set),
+                                   *([f"prompts={args.train_prompts.stem}"] if args.train_prompts else [])])
     out = Path(args.out)
     other = None
     if args.versus:
@@ -257,7 +269,8 @@ def main(argv: Sequence[str] | None = None) -> None:
         if args.versus not in known:
             raise SystemExit(f"--versus {args.versus!r}: no such lever in {out}; it has {sorted(known)}")
         other = (args.versus, known[args.versus])
-    lever = build_lever(args.row, override, Path(args.results), name, max(1, args.jobs), other)
+    prompts = args.train_prompts.resolve() if args.train_prompts else None
+    lever = build_lever(args.row, override, Path(args.results), name, max(1, args.jobs), other, prompts)
     with open(f"{out}.lock", "a") as lock:  # levers run side by side each add themselves to one report
         fcntl.flock(lock, fcntl.LOCK_EX)
         report = read_json(out) if out.is_file() else {"levers": {}}

@@ -47,6 +47,9 @@ def test_a_replica_retrains_with_the_dag_rule_command(tmp_path):
         "train", "dmd", "--spec", str(spec), "--init", "results/tiny/init/ode_causal/student/model_ema",
         "--prompts", "results/tiny/data/prompts/train.txt", "--text-cache", "results/tiny/data/text_cache",
         "--out", str(out)]
+    # another prompt file: encoded by the text encoder, since the DAG's cache holds only the DAG's prompts
+    assert levers.train_args(summary, Path("summary.json"), results, spec, out, Path("/p/rl.txt"))[6:] == [
+        "--prompts", "/p/rl.txt", "--out", str(out)]
     cmgrpo = {"stage": "cmgrpo", "init": "results/tiny/train/raven/model_ema"}
     assert levers.train_args(cmgrpo, Path("summary.json"), results, spec, out)[:2] == ["train", "cmgrpo"]
     with pytest.raises(SystemExit, match="real clips"):
