@@ -103,3 +103,20 @@ def test_tracker_pools_each_prompt_over_ranks(tmp_path):
     a, b = 1 / (1 + 1e-5), 2 / (2 + 1e-5)  # pooled over both ranks: a from {0, 2}, b from {1, 5}
     assert json.loads(outputs[0].strip().splitlines()[-1]) == pytest.approx([-a, -b])
     assert json.loads(outputs[1].strip().splitlines()[-1]) == pytest.approx([a, b])
+
+
+def test_a_zero_weighted_reward_need_not_be_computed():
+    """The trainer builds only the weighted rewards: a weight of 0 (an ablation switching a reward off) must not
+    ask for the missing scores, and aggregates as if the key were absent."""
+    from raven.rewards.aggregate import valid_samples
+
+    rewards = {"iq_IMG": torch.tensor([0.1, 0.5, 0.9, 0.3], dtype=torch.float64)}
+    groups = ["a", "a", "b", "b"]
+    for aggregate in (normalize_then_sum, sum_then_normalize):
+        with_zero = aggregate(rewards, {"iq_IMG": 2.0, "videoalign_TA": 0.0}, groups)
+        assert torch.equal(with_zero, aggregate(rewards, {"iq_IMG": 2.0}, groups))
+    assert valid_samples(rewards, {"iq_IMG": 1.0, "ms_MS": 0.0}).all()
+    with pytest.raises(KeyError, match="ms_MS"):
+        sum_then_normalize(rewards, {"iq_IMG": 1.0, "ms_MS": 0.5}, groups)
+    with pytest.raises(ValueError, match="all zero"):
+        sum_then_normalize(rewards, {"iq_IMG": 0.0}, groups)

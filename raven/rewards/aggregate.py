@@ -38,17 +38,21 @@ def group_zscore(values: torch.Tensor, groups: Sequence) -> torch.Tensor:
     return out
 
 
-def check_weights(rewards: Mapping[str, torch.Tensor], weights: Mapping[str, float]) -> None:
-    missing = sorted(set(weights) - set(rewards))
+def active_weights(rewards: Mapping[str, torch.Tensor], weights: Mapping[str, float]) -> dict[str, float]:
+    """The non-zero weights, each of a computed reward (a zero-weighted reward is not computed: the trainer
+    builds only the weighted ones)."""
+    active = {m: w for m, w in weights.items() if w != 0}
+    if not active:
+        raise ValueError(f"reward weights {dict(weights)} are all zero: give at least one reward a weight")
+    missing = sorted(set(active) - set(rewards))
     if missing:
         raise KeyError(f"reward weights name {missing} but only {sorted(rewards)} were computed")
-    if sum(abs(w) for w in weights.values()) == 0:
-        raise ValueError(f"reward weights {dict(weights)} are all zero: give at least one reward a weight")
+    return active
 
 
 def normalize_then_sum(rewards: Mapping[str, torch.Tensor], weights: Mapping[str, float], groups: Sequence) -> torch.Tensor:
     """R = Σ_m w_m·z_m / Σ_m |w_m|, z_m the within-group z-score of reward m (docs/method.md §8). [B] float64."""
-    check_weights(rewards, weights)
+    weights = active_weights(rewards, weights)
     valid = valid_samples(rewards, weights)
     total = sum(abs(w) for w in weights.values())
     summed = sum(w * group_zscore(torch.where(valid, rewards[m].double(), float("nan")), groups)
@@ -58,7 +62,7 @@ def normalize_then_sum(rewards: Mapping[str, torch.Tensor], weights: Mapping[str
 
 def sum_then_normalize(rewards: Mapping[str, torch.Tensor], weights: Mapping[str, float], groups: Sequence) -> torch.Tensor:
     """R = Σ_m w_m·r_m / Σ_m |w_m| (docs/method.md §8); the advantage tracker normalises it. [B] float64."""
-    check_weights(rewards, weights)
+    weights = active_weights(rewards, weights)
     total = sum(abs(w) for w in weights.values())
     return sum(w * rewards[m].double() for m, w in weights.items()) / total
 
@@ -74,8 +78,8 @@ def aggregate_rewards(mode: Aggregation, rewards: Mapping[str, torch.Tensor], we
 
 
 def valid_samples(rewards: Mapping[str, torch.Tensor], weights: Mapping[str, float]) -> torch.Tensor:
-    """[B] bool: every weighted reward of the sample is finite."""
-    return torch.stack([torch.isfinite(rewards[m].double()) for m in weights]).all(dim=0)
+    """[B] bool: every weighted reward of the sample is finite (zero-weighted ones are not computed)."""
+    return torch.stack([torch.isfinite(rewards[m].double()) for m, w in weights.items() if w != 0]).all(dim=0)
 
 
 def group_advantages(rewards: torch.Tensor, prompts: Sequence[str], clip_max: float) -> torch.Tensor:
