@@ -72,9 +72,13 @@ def job_seconds(run: Path) -> dict[str, float]:
             for path in sorted((run / "benchmarks").glob("**/*.tsv"))}
 
 
+def run_values(run: Path) -> dict:
+    """Every leaf of the run's table and row JSONs, by file and key path."""
+    return {key: value for pattern in JSON_FILES for key, value in json_leaves(run, pattern).items()}
+
+
 def compare(a: Path, b: Path) -> dict:
-    values_a = {key: value for pattern in JSON_FILES for key, value in json_leaves(a, pattern).items()}
-    values_b = {key: value for pattern in JSON_FILES for key, value in json_leaves(b, pattern).items()}
+    values_a, values_b = (run_values(run) for run in (a, b))
     numbers = [key for key in values_a if isinstance(values_a[key], (int, float)) and key in values_b]
     mismatches = [{"key": key, "a": values_a.get(key), "b": values_b.get(key)}
                   for key in sorted(set(values_a) | set(values_b)) if values_a.get(key) != values_b.get(key)]

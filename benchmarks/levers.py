@@ -128,9 +128,9 @@ def run_replica(replica: str, results: Path, work: Path, override: Mapping[str, 
                          f"{work} to remake it")
     write_spec(wanted, spec)
     train, samples, metrics = work / "train" / replica, work / "samples" / replica, work / "eval" / replica / "toy.json"
-    logs = work / "logs" / replica
+    logs, dag_training = work / "logs" / replica, read_json(dag_summary)
     if not (train / "summary.json").is_file():
-        run_raven(train_args(read_json(dag_summary), dag_summary, results, spec, train, prompts), logs / "train.log")
+        run_raven(train_args(dag_training, dag_summary, results, spec, train, prompts), logs / "train.log")
     if not (samples / "summary.json").is_file():
         run_raven(["sample", "--spec", str(spec), "--model", str(train / "model_ema"),
                    "--prompts", str(results / "data" / "prompts" / "protocol.txt"), "--out", str(samples)],
@@ -140,16 +140,18 @@ def run_replica(replica: str, results: Path, work: Path, override: Mapping[str, 
                    "--plan", str(results / "eval" / "protocol.json"), "--work", str(metrics.parent / "toy"),
                    "--out", str(metrics)], logs / "eval.log")
     summary = read_json(train / "summary.json")
-    return {"metrics": read_json(metrics), "samples": samples,
+    return {"metrics": read_json(metrics), "samples": samples, "stage": dag_training["stage"],
             "training": {key: summary.get(key) for key in ("iterations", "iterations_target", "stopped_by_budget",
                                                            "train_s", "threads")}}
 
 
 def units_of_replicas(metrics: Sequence[Mapping[str, Any]]):
-    from raven.evaluation.rows import pool_replicas
-    from raven.evaluation.stats import Units
+    """The per-seed, per-prompt units of the replicas' `raven eval toy` outputs, as a row JSON stores them (its
+    JSON form, so a lever and the DAG's row are compared at the same precision)."""
+    from raven.evaluation.scores import UNIT_BOUNDS
+    from raven.evaluation.stats import Units, units_of
 
-    return Units.from_json(pool_replicas(metrics)[1]["units"])
+    return Units.from_json(units_of([m["per_video"] for m in metrics], UNIT_BOUNDS).to_json())
 
 
 def versus(lever, row: str, other: Mapping[str, Any], other_name: str) -> dict[str, Any]:
@@ -236,7 +238,7 @@ def build_lever(row: str, override: Mapping[str, Any], results: Path, name: str,
     }
     if other is not None:
         report["versus"] = versus(lever, row, other[1], other[0])
-    if read_json(results / "train" / replicas[0] / "summary.json").get("stage") == "cmgrpo":
+    if done[0]["stage"] == "cmgrpo":
         report["reward"] = reward_rises(row, [d["samples"] for d in done], results, dag_spec.scale, seeds)
     return report
 

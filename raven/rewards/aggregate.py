@@ -38,10 +38,14 @@ def group_zscore(values: torch.Tensor, groups: Sequence) -> torch.Tensor:
     return out
 
 
+def nonzero_weights(weights: Mapping[str, float]) -> dict[str, float]:
+    """The weights that count: a zero-weighted reward is never computed (the trainer builds only these)."""
+    return {m: w for m, w in weights.items() if w != 0}
+
+
 def active_weights(rewards: Mapping[str, torch.Tensor], weights: Mapping[str, float]) -> dict[str, float]:
-    """The non-zero weights, each of a computed reward (a zero-weighted reward is not computed: the trainer
-    builds only the weighted ones)."""
-    active = {m: w for m, w in weights.items() if w != 0}
+    """The non-zero weights, each of a computed reward."""
+    active = nonzero_weights(weights)
     if not active:
         raise ValueError(f"reward weights {dict(weights)} are all zero: give at least one reward a weight")
     missing = sorted(set(active) - set(rewards))
@@ -79,7 +83,7 @@ def aggregate_rewards(mode: Aggregation, rewards: Mapping[str, torch.Tensor], we
 
 def valid_samples(rewards: Mapping[str, torch.Tensor], weights: Mapping[str, float]) -> torch.Tensor:
     """[B] bool: every weighted reward of the sample is finite (zero-weighted ones are not computed)."""
-    return torch.stack([torch.isfinite(rewards[m].double()) for m, w in weights.items() if w != 0]).all(dim=0)
+    return torch.stack([torch.isfinite(rewards[m].double()) for m in nonzero_weights(weights)]).all(dim=0)
 
 
 def group_advantages(rewards: torch.Tensor, prompts: Sequence[str], clip_max: float) -> torch.Tensor:

@@ -46,7 +46,7 @@ from raven.rewards import (
     aggregate_rewards,
     score_videos,
 )
-from raven.rewards.aggregate import Aggregation, valid_samples
+from raven.rewards.aggregate import Aggregation, nonzero_weights, valid_samples
 from raven.training.history import frame_times, generator_x0
 from raven.training.loop import StageLength, StepContext
 
@@ -424,7 +424,7 @@ def train_cmgrpo(spec_path, init, prompts, out, text_cache=None) -> dict:
     kernel, eta = sampler_kernel(spec)
     init = require_matching_architecture(init, spec, "--init")
     prompt_list = read_prompt_file(prompts)
-    rewards = build_rewards([n for n, w in options.reward_weights.items() if w != 0], options.rewards,
+    rewards = build_rewards(list(nonzero_weights(options.reward_weights)), options.rewards,
                             "stages.cmgrpo.rewards")
     out = Path(out)
     world = init_world(spec.precision)
