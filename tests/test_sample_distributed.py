@@ -38,27 +38,40 @@ def arguments(root, out):
     return [str(root / "spec.yaml"), str(root / "model"), str(root / "prompts.txt"), str(out)]
 
 
-def test_two_ranks_split_the_samples_and_write_the_one_process_folder(inputs):
-    root = inputs
-    sample_folder(*arguments(root, root / "single"), seeds_per_prompt=2, batch_size=2)
+SAMPLE = "from raven.evaluation.samples import sample_folder; sample_folder(*sys.argv[1:5], seeds_per_prompt=2, batch_size=2)"
+# Rank 1 slowed where it reads sample 0's pixels after the ranks gathered: rank 0 must not remove them first
+SLOW_RANK_1 = ("import os, time, numpy; load = numpy.load\n"
+               "def slow(path, *a, **k):\n"
+               "    if os.environ['RANK'] == '1' and str(path).endswith('pixels/00000.npy'): time.sleep(3)\n"
+               "    return load(path, *a, **k)\n"
+               "numpy.load = slow\n")
+
+
+def sample_on_two_ranks(root, out, prelude=""):
     port = str(free_port())
-    code = ("import sys; from raven.evaluation.samples import sample_folder; "
-            "sample_folder(*sys.argv[1:5], seeds_per_prompt=2, batch_size=2)")
     processes = []
     for rank in range(2):
         env = {**os.environ, "RANK": str(rank), "WORLD_SIZE": "2", "LOCAL_RANK": str(rank),
                "MASTER_ADDR": "127.0.0.1", "MASTER_PORT": port, "OMP_NUM_THREADS": "1"}
-        processes.append(subprocess.Popen([sys.executable, "-c", code, *arguments(root, root / "double")], env=env,
-                                          stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True))
+        processes.append(subprocess.Popen([sys.executable, "-c", f"import sys\n{prelude}{SAMPLE}", *arguments(root, out)],
+                                          env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True))
     outputs = [p.communicate(timeout=120)[0] for p in processes]
     assert all(p.returncode == 0 for p in processes), outputs
-    single, double = np.load(root / "single" / "videos.npy"), np.load(root / "double" / "videos.npy")
-    assert single.shape == (6, 9, 16, 16, 3) and np.array_equal(single, double)
-    summary = json.loads((root / "double" / "summary.json").read_text())
+
+
+@pytest.mark.parametrize("prelude", ["", SLOW_RANK_1], ids=["plain", "rank_1_slow_after_the_gather"])
+def test_two_ranks_split_the_samples_and_write_the_one_process_folder(inputs, prelude):
+    root = inputs
+    if not (root / "single" / "summary.json").is_file():
+        sample_folder(*arguments(root, root / "single"), seeds_per_prompt=2, batch_size=2)
+    double = root / f"double_{len(prelude)}"
+    sample_on_two_ranks(root, double, prelude)
+    single, videos = np.load(root / "single" / "videos.npy"), np.load(double / "videos.npy")
+    assert single.shape == (6, 9, 16, 16, 3) and np.array_equal(single, videos)
+    summary = json.loads((double / "summary.json").read_text())
     assert summary["world_size"] == 2 and summary["videos"] == 6 and summary["generation_fps"] > 0
-    assert json.loads((root / "double" / "samples.json").read_text()) == \
-        json.loads((root / "single" / "samples.json").read_text())
-    assert not (root / "double" / "pixels").exists() and len(list((root / "double" / "videos").glob("*.mp4"))) == 6
+    assert json.loads((double / "samples.json").read_text()) == json.loads((root / "single" / "samples.json").read_text())
+    assert not (double / "pixels").exists() and len(list((double / "videos").glob("*.mp4"))) == 6
 
 
 def test_a_rerun_resumes_after_the_finished_samples(inputs):

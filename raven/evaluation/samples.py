@@ -150,6 +150,7 @@ def sample_folder(spec_path: str | Path, model_path: str | Path, prompts_path: s
             timings.append((generation.first_chunk_s, generation.chunk_s, len(batch)))
         timings = [timing for rank_timings in world.gather(timings) for timing in rank_timings]
         frames = int(np.load(folder / pixels_file(0), mmap_mode="r").shape[0])  # every rank has written
+        world.barrier()  # and every rank has read it before rank 0 streams the pixel files and removes them
         summary = {
             "videos": len(prompts), "mode": mode, "device": str(world.device), "world_size": world.world_size,
             "precision": spec.precision, "model": str(model_path), "prompts": str(prompts_path),
