@@ -59,18 +59,22 @@ def sample_on_two_ranks(root, out, prelude=""):
     assert all(p.returncode == 0 for p in processes), outputs
 
 
+@pytest.fixture(scope="module")
+def single(inputs):
+    """The 1-process folder both two-rank runs are compared with."""
+    sample_folder(*arguments(inputs, inputs / "single"), seeds_per_prompt=2, batch_size=2)
+    return inputs / "single"
+
+
 @pytest.mark.parametrize("prelude", ["", SLOW_RANK_1], ids=["plain", "rank_1_slow_after_the_gather"])
-def test_two_ranks_split_the_samples_and_write_the_one_process_folder(inputs, prelude):
-    root = inputs
-    if not (root / "single" / "summary.json").is_file():
-        sample_folder(*arguments(root, root / "single"), seeds_per_prompt=2, batch_size=2)
-    double = root / f"double_{len(prelude)}"
+def test_two_ranks_split_the_samples_and_write_the_one_process_folder(inputs, single, prelude, tmp_path):
+    root, double = inputs, tmp_path / "double"
     sample_on_two_ranks(root, double, prelude)
-    single, videos = np.load(root / "single" / "videos.npy"), np.load(double / "videos.npy")
-    assert single.shape == (6, 9, 16, 16, 3) and np.array_equal(single, videos)
+    expected, videos = np.load(single / "videos.npy"), np.load(double / "videos.npy")
+    assert expected.shape == (6, 9, 16, 16, 3) and np.array_equal(expected, videos)
     summary = json.loads((double / "summary.json").read_text())
     assert summary["world_size"] == 2 and summary["videos"] == 6 and summary["generation_fps"] > 0
-    assert json.loads((double / "samples.json").read_text()) == json.loads((root / "single" / "samples.json").read_text())
+    assert json.loads((double / "samples.json").read_text()) == json.loads((single / "samples.json").read_text())
     assert not (double / "pixels").exists() and len(list((double / "videos").glob("*.mp4"))) == 6
 
 
