@@ -1,5 +1,5 @@
-"""The `machine` key of every benchmark report names the CPU, so two reports from different machines can be told
-apart (platform.processor() is empty on Linux)."""
+"""Telling machines apart: the `machine` key of every benchmark report names the CPU (platform.processor() is
+empty on Linux) and its vector level, and benchmarks/cross_machine.py compares weights tensor by tensor."""
 
 from __future__ import annotations
 
@@ -30,3 +30,14 @@ def test_machine_records_the_vector_instructions_torch_uses():
     record = host.machine(note="x")
     assert record["cpu_capability"] == torch.backends.cpu.get_cpu_capability()
     assert record["note"] == "x" and record["cpu_count"] >= 1
+
+
+def test_cross_machine_compare_counts_identical_tensors_and_the_largest_difference(tmp_path):
+    import cross_machine
+    import torch
+    from safetensors.torch import save_file
+
+    save_file({"a": torch.tensor([1.0, 2.0]), "b": torch.tensor([3.0]), "e": torch.zeros(0)}, tmp_path / "x.safetensors")
+    save_file({"a": torch.tensor([1.0, 2.5]), "b": torch.tensor([3.0]), "e": torch.zeros(0)}, tmp_path / "y.safetensors")
+    assert cross_machine.compare(tmp_path / "x.safetensors", tmp_path / "y.safetensors") == {
+        "tensors": 3, "identical": 2, "max_abs_diff": 0.5}
