@@ -20,7 +20,6 @@ import tempfile
 from pathlib import Path
 
 import torch
-import yaml
 from host import machine
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -43,12 +42,12 @@ def compare(mine: Path, reference: Path) -> dict:
 
 def replay(work: Path) -> dict:
     """Copy the run up to iteration 59,500 into `work` and train it to 60,000 with the run's spec."""
+    from raven.config import read_spec, write_spec
     from raven.training.base import train_base
 
     shutil.copy(RUN / "train.txt", work / "train.txt")
-    spec = yaml.safe_load((RUN / "spec.yaml").read_text())
-    spec["tracking_uri"] = f"sqlite:///{work}/mlflow.db"
-    (work / "spec.yaml").write_text(yaml.safe_dump(spec, sort_keys=False))
+    spec = read_spec(RUN / "spec.yaml")
+    write_spec(spec.model_copy(update={"tracking_uri": f"sqlite:///{work}/mlflow.db"}), work / "spec.yaml")
     (work / "base" / "checkpoints").mkdir(parents=True)
     shutil.copy(RUN / "base" / "checkpoints" / "run.json", work / "base" / "checkpoints" / "run.json")
     shutil.copytree(RUN / "base" / "checkpoints" / START, work / "base" / "checkpoints" / START)
