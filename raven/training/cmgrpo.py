@@ -38,7 +38,6 @@ from raven.config.spec import HistoryMode, OptimSpec, WeightingSpec
 from raven.diffusion.consistency import EmConvention, em_sigma_max, gaussian_log_prob, kernel_mean_std
 from raven.diffusion.schedule import cfg_combine, student_timesteps, x0_from_velocity
 from raven.diffusion.trajectory import Rollout, trajectory_states
-from raven.models.lora import add_lora, merge_lora, save_lora
 from raven.rewards import (
     REWARD_NAMES,
     AdvantageTracker,
@@ -371,6 +370,7 @@ def sampler_kernel(spec: RunSpec) -> tuple[str, float]:
 def export_policy(out: Path, build: Callable[[], torch.nn.Module]) -> dict[str, str]:
     """From the final checkpoint: the LoRA adapters (`adapter`, `adapter_ema`, peft's folder format) and the
     transformers with them merged (`model`, `model_ema`). `build()` gives a fresh policy (base + adapter)."""
+    from raven.models.lora import merge_lora, save_lora
     from raven.training.checkpoint import latest_checkpoint, load_part
     from raven.training.loop import export_pretrained
 
@@ -392,6 +392,8 @@ def export_policy(out: Path, build: Callable[[], torch.nn.Module]) -> dict[str, 
 
 def build_policy(parts, init: Path, options: CMGRPOOptions, seed: int) -> torch.nn.Module:
     """The student at `init` with a fresh adapter drawn from the run's seed (replicas differ, reruns do not)."""
+    from raven.models.lora import add_lora
+
     return add_lora(parts.load(init), options.lora_rank, options.lora_alpha, seed=seed)
 
 
