@@ -28,8 +28,9 @@ demo: $(STAMP)
 smoke: $(STAMP)
 	$(BIN)/snakemake --profile local --config scale=smoke -- all
 
+# --durations: the slowest tests in every log, to keep CI (40 minutes on two cores) in view.
 test: $(STAMP) sysdeps
-	PATH=$(CURDIR)/$(BIN):$$PATH $(BIN)/python -m pytest -q -ra -m "not vbench" tests
+	PATH=$(CURDIR)/$(BIN):$$PATH $(BIN)/python -m pytest -q -ra --durations=15 -m "not vbench" tests
 
 # The real VBench run builds VBench's own 6 GB virtual environment (workflow/envs/vbench.txt): not in CI.
 test-vbench: $(STAMP)
