@@ -22,12 +22,14 @@ Intervals: 95% bootstrap over steps (each draw's distinct pairs).
 
     .venv/bin/python benchmarks/grpo_noise.py [--results results/tiny] [--row raven_cmgrpo] [--steps 32]
 
-Writes benchmarks/reports/grpo_noise.json.
+Adds (or replaces) the replica's entry in benchmarks/reports/grpo_noise.json (`replicas`), with the critical
+batches of every replica there side by side (`critical_batch_steps`); replicas run side by side share the file.
 """
 
 from __future__ import annotations
 
 import argparse
+import fcntl
 import shlex
 import sys
 import time
@@ -260,10 +262,28 @@ def step_gradients(probe: GradientProbe, steps: int) -> tuple[dict, dict]:
     return gradients, described
 
 
+def init_of(results: Path, row: str) -> Path:
+    """The student a CM-GRPO replica starts from: its training summary's `init`, else the `model_ema` of the
+    replica of the row it continues (`raven_cmgrpo@s1` -> `raven@s1`, config/experiments.yaml's `from`)."""
+    from raven.config import load_experiments
+    from raven.io import read_json
+
+    summary = results / "train" / row / "summary.json"
+    if summary.is_file():
+        return Path(read_json(summary)["init"])
+    base, _, seed = row.partition("@")
+    source = load_experiments(ROOT / "config").get(base, {}).get("from")
+    if source is None:
+        raise SystemExit(f"{row}: no training summary at {summary} and no `from` row in config/experiments.yaml; "
+                         "give --init (the student folder the CM-GRPO row starts from)")
+    return results / "train" / (f"{source}@{seed}" if seed else source) / "model_ema"
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--results", type=Path, default=ROOT / "results" / "tiny")
-    parser.add_argument("--row", default="raven_cmgrpo", help="a CM-GRPO replica with a spec and a training summary")
+    parser.add_argument("--row", default="raven_cmgrpo", help="a CM-GRPO replica of the DAG (its resolved spec)")
+    parser.add_argument("--init", type=Path, help="the student it starts from (default: see init_of)")
     parser.add_argument("--steps", type=int, default=32)
     parser.add_argument("--out", type=Path, default=REPORT)
     args = parser.parse_args(argv)
@@ -271,29 +291,34 @@ def main(argv: Sequence[str] | None = None) -> int:
         parser.error("--steps must be at least 3 (the signal needs pairs of steps, its interval more)")
     import torch
 
-    from raven.io import atomic_write_json
+    from raven.io import atomic_write_json, read_json
 
     torch.set_num_threads(1)
     start = time.perf_counter()
-    from raven.io import read_json
-
-    inputs = {"spec": args.results / "specs" / f"{args.row}.yaml",
-              "init": Path(read_json(args.results / "train" / args.row / "summary.json")["init"]),
+    inputs = {"spec": args.results / "specs" / f"{args.row}.yaml", "init": args.init or init_of(args.results, args.row),
               "prompts": args.results / "data" / "prompts" / "train.txt",
               "text_cache": args.results / "data" / "text_cache"}
     gradients, described = step_gradients(GradientProbe.build(*inputs.values()), args.steps)
     geometries = {"sgd": noise_statistics(gradients, described["rollouts_per_step"], described["iterations"]),
                   "adam": noise_statistics(gradients, described["rollouts_per_step"], described["iterations"],
                                            adam=True)}
-    report = {"row": args.row, "steps": args.steps, **{k: str(v) for k, v in inputs.items()}, **described,
-              "geometries": geometries,
-              "intervals": "95% bootstrap over steps (distinct pairs)", "wall_s": round(time.perf_counter() - start, 1),
-              "machine": machine(),
-              "command": shlex.join([".venv/bin/python", "benchmarks/grpo_noise.py", *sys.argv[1:]])}
-    atomic_write_json(args.out, report)
+    entry = {"steps": args.steps, **{k: str(v) for k, v in inputs.items()}, **described, "geometries": geometries,
+             "intervals": "95% bootstrap over steps (distinct pairs)", "wall_s": round(time.perf_counter() - start, 1),
+             "machine": machine(),
+             "command": shlex.join([".venv/bin/python", "benchmarks/grpo_noise.py", *sys.argv[1:]])}
+    with open(f"{args.out}.lock", "a") as lock:  # replicas measured side by side each add their entry
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        report = read_json(args.out) if args.out.is_file() else {"replicas": {}}
+        report["replicas"][args.row] = entry
+        report["critical_batch_steps"] = {  # per objective, Adam's geometry: point [interval] per replica
+            name: {row: [values["geometries"]["adam"]["objectives"][name]["noise_scale_steps"],
+                         values["geometries"]["adam"]["objectives"][name]["noise_scale_steps_ci"]]
+                   for row, values in sorted(report["replicas"].items())}
+            for name in geometries["adam"]["objectives"]}
+        atomic_write_json(args.out, report)
     for name, values in geometries["adam"]["objectives"].items():
         print(f"{name:24s} step SNR {values['step_snr']} {values['step_snr_ci']}  update SNR {values['update_snr']}  "
-              f"steps to signal {values['noise_scale_steps']} {values['noise_scale_steps_ci']}")
+              f"critical batch {values['noise_scale_steps']} {values['noise_scale_steps_ci']} steps")
     return 0
 
 

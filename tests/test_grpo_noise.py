@@ -99,3 +99,12 @@ def trainer_advantages(batch, aggregation, weights):
     tracker = AdvantageTracker(5.0)
     tracker.add(batch.prompts, aggregate_rewards(aggregation, batch.rewards, weights, batch.prompts))
     return torch.where(valid_samples(batch.rewards, weights), tracker.advantages(), 0.0)
+
+
+def test_a_replica_starts_from_its_training_summarys_init_or_from_its_source_rows_replica(tmp_path):
+    assert grpo_noise.init_of(tmp_path, "raven_cmgrpo@s1") == tmp_path / "train/raven@s1/model_ema"
+    assert grpo_noise.init_of(tmp_path, "raven_cmgrpo") == tmp_path / "train/raven/model_ema"
+    summary = tmp_path / "train/raven_cmgrpo@s2/summary.json"
+    summary.parent.mkdir(parents=True)
+    summary.write_text('{"init": "elsewhere/model_ema"}')
+    assert grpo_noise.init_of(tmp_path, "raven_cmgrpo@s2") == Path("elsewhere/model_ema")
