@@ -7,7 +7,7 @@ cache), `--steps` independent steps are rolled out and scored as `raven train cm
 (CMGRPOStep.roll_out, all five toy rewards), and each rollout's policy gradient G_i on the LoRA weights is
 taken with advantage 1 at the transition the trainer draws (CMGRPOStep.micro_batch_loss, one rollout per
 micro-batch). The loss is linear in the advantage, so a step's gradient under any objective is
-g = (1/n) Σ_i Â_i G_i with that objective's advantages. No optimiser step is taken: all steps are drawn at the
+g = (1/n) Σ_i Â_i G_i with that objective's advantages (the trainer's `step_advantages`). No optimiser step is taken: all steps are drawn at the
 same weights.
 
 From the M step gradients of an objective, with mean G and covariance Σ (McCandlish et al. 2018, "An
@@ -216,17 +216,18 @@ class GradientProbe:
         return batch, k, torch.stack(rows)
 
 
-def objective_gradient(batch, per_rollout, aggregation: str, weights: Mapping[str, float], clip: float):
-    """The step's gradient under one reward objective: (1/n) Σ_i Â_i G_i with the trainer's advantages
-    (aggregation per step, AdvantageTracker, invalid samples 0); the loss is linear in Â."""
+def objective_gradient(batch, per_rollout, aggregation: str, weights: Mapping[str, float], options):
+    """The step's gradient under one reward objective: (1/n) Σ_i Â_i G_i, the loss being linear in Â, with the
+    trainer's advantages (`aggregate_rewards` per rollout call as CMGRPOStep.roll_out, then `step_advantages`)."""
     import torch
 
-    from raven.rewards import AdvantageTracker, aggregate_rewards
-    from raven.rewards.aggregate import valid_samples
+    from raven.rewards import aggregate_rewards
+    from raven.training.cmgrpo import step_advantages
 
-    tracker = AdvantageTracker(clip)
-    tracker.add(batch.prompts, aggregate_rewards(aggregation, batch.rewards, weights, batch.prompts))
-    advantages = torch.where(valid_samples(batch.rewards, weights), tracker.advantages(), 0.0)
+    call = options.group_size * options.groups_per_call
+    aggregate = torch.cat([aggregate_rewards(aggregation, {m: r[i:i + call] for m, r in batch.rewards.items()}, weights,
+                                             batch.prompts[i:i + call]) for i in range(0, len(batch.prompts), call)])
+    advantages, _ = step_advantages(batch.prompts, aggregate, batch.rewards, weights, options.adv_clip_max)
     return advantages.double() @ per_rollout / len(batch.prompts)
 
 
@@ -245,8 +246,7 @@ def step_gradients(probe: GradientProbe, steps: int) -> tuple[dict, dict]:
     for iteration in tqdm(range(steps), desc="CM-GRPO steps", unit="step"):
         batch, _, per_rollout = probe.rollout_gradients(iteration)
         for name, (aggregation, weights) in objectives.items():
-            gradients[name][iteration] = objective_gradient(batch, per_rollout, aggregation, weights,
-                                                            options.adv_clip_max).numpy()
+            gradients[name][iteration] = objective_gradient(batch, per_rollout, aggregation, weights, options).numpy()
         for name, values in batch.rewards.items():
             for prompt in dict.fromkeys(batch.prompts):
                 spreads[name].append(float(values[[p == prompt for p in batch.prompts]].std(correction=0)))

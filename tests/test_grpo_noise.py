@@ -67,7 +67,9 @@ def test_a_steps_gradient_under_any_objective_is_the_trainers_gradient_of_that_s
     import torch
 
     from raven.config import resolve_spec, write_spec
+    from raven.rewards import aggregate_rewards
     from raven.training.base import ModelParts
+    from raven.training.cmgrpo import step_advantages
 
     options = {"group_size": 4, "groups_per_call": 2, "sync_group_size": 1, "lora_rank": 4, "lora_alpha": 4}
     spec = resolve_spec(repo_root / "config", "smoke", overrides={"stages": {"cmgrpo": options}})
@@ -80,25 +82,15 @@ def test_a_steps_gradient_under_any_objective_is_the_trainers_gradient_of_that_s
     objectives = grpo_noise.objectives_of(probe.step.options)
     for name in ("row", "raft_RAFT", "videoalign_TA"):
         aggregation, weights = objectives[name]
-        decomposed = grpo_noise.objective_gradient(batch, per_rollout, aggregation, weights, 5.0)
-        advantages = trainer_advantages(batch, aggregation, weights)
+        decomposed = grpo_noise.objective_gradient(batch, per_rollout, aggregation, weights, probe.step.options)
+        aggregate = aggregate_rewards(aggregation, batch.rewards, weights, batch.prompts)  # one call per step here
+        advantages, _ = step_advantages(batch.prompts, aggregate, batch.rewards, weights,
+                                        probe.step.options.adv_clip_max)
         loss, _ = probe.step.micro_batch_loss(batch.rollout, k, batch.text, advantages, probe.context(0))
         direct = torch.cat([g.flatten() for g in torch.autograd.grad(loss, probe.trainable)]).double()
         error = float((decomposed - direct).abs().max() / direct.abs().max().clamp_min(1e-30))
         assert error < 1e-5, name  # float32 forwards summed in another order: measured 7e-7
     assert float(decomposed.abs().max()) == 0 and float(per_rollout.abs().max()) > 0  # videoalign_TA: no spread
-
-
-def trainer_advantages(batch, aggregation, weights):
-    """The trainer's advantages of one step (CMGRPOStep.__call__), for the direct gradient."""
-    import torch
-
-    from raven.rewards import AdvantageTracker, aggregate_rewards
-    from raven.rewards.aggregate import valid_samples
-
-    tracker = AdvantageTracker(5.0)
-    tracker.add(batch.prompts, aggregate_rewards(aggregation, batch.rewards, weights, batch.prompts))
-    return torch.where(valid_samples(batch.rewards, weights), tracker.advantages(), 0.0)
 
 
 def test_a_replica_starts_from_its_training_summarys_init_or_from_its_source_rows_replica(tmp_path):

@@ -112,6 +112,19 @@ class CMGRPOOptions(StageLength):
 # ---- the formulas --------------------------------------------------------------------------------------
 
 
+def step_advantages(prompts: Sequence[str], aggregate: torch.Tensor, rewards: dict[str, torch.Tensor],
+                    weights: dict[str, float], clip_max: float) -> tuple[torch.Tensor, torch.Tensor]:
+    """One step's advantages (per-prompt z-scores of the aggregate R pooled over the step's calls and ranks,
+    clipped) and which samples count. A sample whose weighted reward failed, or whose R is not finite, keeps
+    its place with advantage 0 (no gradient), so that every rank runs the same micro-batches and the loss
+    denominators' all-reduce stays matched."""
+    tracker = AdvantageTracker(clip_max)
+    tracker.add(prompts, aggregate)
+    advantages = tracker.advantages()
+    valid = valid_samples(rewards, weights) & torch.isfinite(aggregate)
+    return torch.where(valid, advantages, torch.zeros_like(advantages)), valid
+
+
 def transition_choice(batch: int, num_steps: int, skip_timesteps: int, generator: torch.Generator) -> torch.Tensor:
     """k ~ U{0, …, num_steps − 1 − skip_timesteps} per rollout: the last step(s) are never trained (docs/method.md §8)."""
     trainable = num_steps - skip_timesteps
@@ -310,14 +323,9 @@ class CMGRPOStep:
 
     def __call__(self, ctx: StepContext) -> dict[str, float]:
         batch = self.roll_out(ctx)
-        tracker = AdvantageTracker(self.options.adv_clip_max)
-        tracker.add(batch.prompts, batch.aggregate)
-        advantages = tracker.advantages()
-        valid = valid_samples(batch.rewards, self.options.reward_weights) & torch.isfinite(batch.aggregate)
+        advantages, valid = step_advantages(batch.prompts, batch.aggregate, batch.rewards, self.options.reward_weights,
+                                            self.options.adv_clip_max)
         k_all = transition_choice(len(batch.prompts), len(self.timesteps), self.options.skip_timesteps, ctx.generator)
-        # Excluded samples keep their place with advantage 0 (no gradient), so that every rank runs the same
-        # micro-batches and the loss denominators' all-reduce stays matched.
-        advantages = torch.where(valid, advantages, torch.zeros_like(advantages))
         size = self.options.micro_batch_size
         micro = [torch.arange(i, min(i + size, len(batch.prompts))) for i in range(0, len(batch.prompts), size)]
         losses, extra = [], []
