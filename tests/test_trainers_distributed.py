@@ -14,9 +14,8 @@ import sys
 from pathlib import Path
 
 import torch
-from local_services import free_port
 from safetensors.torch import load_file
-from trainer_runs import RUNS, SHARDED_RUNS, prepare_inputs, run_trainer
+from trainer_runs import RUNS, prepare_inputs, run_trainer
 
 from raven.training.checkpoint import load_part
 
@@ -32,16 +31,21 @@ def parts_of(folder: Path) -> dict[str, dict[str, torch.Tensor]]:
 
 def test_every_trainer_on_two_fsdp2_ranks_with_checkpointing_equals_one_process(repo_root, tmp_path):
     prepare_inputs(repo_root, tmp_path / "in")
-    ports = ",".join(str(free_port()) for _ in SHARDED_RUNS)
     code = f"import sys; sys.path.insert(0, {str(TESTS)!r}); from trainer_runs import worker; worker(*sys.argv[1:])"
     processes = []
     for rank in range(2):
         env = {**os.environ, "RANK": str(rank), "WORLD_SIZE": "2", "LOCAL_RANK": str(rank),
                "MASTER_ADDR": "127.0.0.1", "OMP_NUM_THREADS": "1"}
-        processes.append(subprocess.Popen([sys.executable, "-c", code, str(tmp_path / "in"), str(tmp_path / "double"),
-                                           ports], env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True))
+        processes.append(subprocess.Popen([sys.executable, "-c", code, str(tmp_path / "in"), str(tmp_path / "double")],
+                                          env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True))
     single = {name: run_trainer(name, tmp_path / "in", tmp_path / "single" / name) for name in RUNS}
-    outputs = [p.communicate(timeout=300)[0] for p in processes]
+    outputs = []
+    for process in processes:  # a rank that hangs is killed, so that its output names what went wrong
+        try:
+            outputs.append(process.communicate(timeout=300)[0])
+        except subprocess.TimeoutExpired:
+            process.kill()
+            outputs.append(process.communicate()[0] + "\n(killed: no exit within 300 s)")
     assert all(p.returncode == 0 for p in processes), outputs[0][-5000:] + outputs[1][-5000:]
     for name in RUNS:
         one, two = tmp_path / "single" / name, tmp_path / "double" / name

@@ -10,6 +10,7 @@ from __future__ import annotations
 import dataclasses
 import json
 import os
+import time
 from pathlib import Path
 
 import torch
@@ -90,7 +91,25 @@ def run_trainer(name: str, folder: Path, out: Path) -> dict:
     return train_cmgrpo(spec, student, prompts, out)
 
 
-def worker(folder: str, out: str, ports: str) -> None:
+def agreed_port(path: Path) -> str:
+    """The run's MASTER_PORT: rank 0 takes a free port just before the run and leaves it in `path` for rank 1.
+    (Ports reserved when the test started could be taken minutes later, by gloo's own connections among
+    others, and a rank that cannot bind its store leaves the other waiting.)"""
+    from local_services import free_port
+
+    if os.environ["RANK"] == "0":
+        path.parent.mkdir(parents=True, exist_ok=True)
+        (path.parent / f"{path.name}.tmp").write_text(str(free_port()))
+        (path.parent / f"{path.name}.tmp").rename(path)
+    deadline = time.monotonic() + 300
+    while not path.is_file():
+        if time.monotonic() > deadline:
+            raise TimeoutError(f"rank 0 wrote no port to {path} within 300 s")
+        time.sleep(0.1)
+    return path.read_text()
+
+
+def worker(folder: str, out: str) -> None:
     """Entry of one gloo rank: every run in turn, each in its own process group (port)."""
     import raven.training.distributed as distributed
 
@@ -102,6 +121,6 @@ def worker(folder: str, out: str, ports: str) -> None:
         return SameDataWorld(**{field.name: getattr(world, field.name) for field in dataclasses.fields(World)})
 
     distributed.init_world = init_world
-    for name, port in zip(SHARDED_RUNS, ports.split(","), strict=True):
-        os.environ["MASTER_PORT"] = port
+    for name in SHARDED_RUNS:
+        os.environ["MASTER_PORT"] = agreed_port(Path(out) / "ports" / name)
         run_trainer(name, Path(folder), Path(out) / name)
