@@ -97,10 +97,11 @@ def agreed_port(path: Path) -> str:
     others, and a rank that cannot bind its store leaves the other waiting.)"""
     from local_services import free_port
 
+    from raven.io import atomic_write_text
+
     if os.environ["RANK"] == "0":
         path.parent.mkdir(parents=True, exist_ok=True)
-        (path.parent / f"{path.name}.tmp").write_text(str(free_port()))
-        (path.parent / f"{path.name}.tmp").rename(path)
+        atomic_write_text(path, str(free_port()))
     deadline = time.monotonic() + 300
     while not path.is_file():
         if time.monotonic() > deadline:
