@@ -102,6 +102,8 @@ def test_loss_curves_are_plotted_per_training_run(tmp_path):
     with training_run(spec, "dmd", tmp_path / "run") as run:
         for step in range(5):
             run.log_metrics(step, {"loss/critic": 1.0 / (step + 1), "loss/generator": float(step)})
+    with training_run(spec, "cmgrpo", tmp_path / "wide") as run:
+        run.log_metrics(0, {f"reward/{i}": float(i) for i in range(8)})
     spec_file = tmp_path / "spec.yaml"
     from raven.config import write_spec
 
@@ -109,10 +111,11 @@ def test_loss_curves_are_plotted_per_training_run(tmp_path):
     raven = str(Path(sys.executable).with_name("raven"))
     subprocess.run([raven, "report", "loss-curves", "--spec", str(spec_file), "--out-dir", str(tmp_path / "plots")],
                    check=True)
-    (png,) = (tmp_path / "plots").glob("*.png")
-    assert png.name == f"dmd-{tmp_path.name}_run.png"  # outside a results folder: the last two path parts
-    assert Image.open(png).size == (640, 240)  # two panels of 4x3 inches at 80 dpi
-    assert json.loads((tmp_path / "plots/summary.json").read_text())["plots"] == [png.name]
+    png, wide = (tmp_path / "plots" / f"{stage}-{tmp_path.name}_{name}.png" for stage, name in
+                 (("dmd", "run"), ("cmgrpo", "wide")))  # outside a results folder: the last two path parts
+    assert Image.open(png).size == (512, 240)  # two panels of 3.2 x 2.4 inches and a 0.6 inch title, at 80 dpi
+    assert Image.open(wide).size == (1536, 432)  # eight panels: six on the first line, two on the second
+    assert json.loads((tmp_path / "plots/summary.json").read_text())["plots"] == sorted([png.name, wide.name])
 
 
 def test_each_training_job_has_its_own_run_name(tmp_path):

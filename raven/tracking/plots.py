@@ -9,6 +9,8 @@ from raven.io import atomic_path
 from raven.tracking.runs import experiment_name
 from raven.tracking.store import locked_call
 
+COLUMNS = 6  # panels per line of a run's figure
+
 
 def training_histories(tracking_uri: str, scale: str) -> list[tuple[Any, dict[str, list[tuple[int, float]]]]]:
     """(run, {metric: [(step, value), ...]}) for every active training run at `scale`."""
@@ -36,13 +38,19 @@ def plot_training_runs(tracking_uri: str, scale: str, out_dir: Path) -> list[str
         if not histories:
             continue
         name = run.info.run_name.replace("/", "_").replace(":", "-")  # `<stage>:<out below results/<scale>>`
-        figure, axes = plt.subplots(1, len(histories), figsize=(4 * len(histories), 3), squeeze=False)
-        for axis, (metric, points) in zip(axes[0], sorted(histories.items())):
+        columns = min(COLUMNS, len(histories))
+        rows = -(-len(histories) // columns)
+        # a fixed grid (no tight_layout: it measures every label of every panel, most of a figure's time)
+        figure, axes = plt.subplots(rows, columns, figsize=(3.2 * columns, 2.4 * rows + 0.6), squeeze=False)
+        figure.subplots_adjust(left=0.06, right=0.98, bottom=0.06, top=1 - 0.6 / (2.4 * rows + 0.6),
+                               wspace=0.35, hspace=0.55)
+        for axis, (metric, points) in zip(axes.flat, sorted(histories.items())):
             axis.plot([step for step, _ in points], [value for _, value in points])
-            axis.set_title(metric)
-            axis.set_xlabel("step")
-        figure.suptitle(f"{run.info.run_name} (row {run.data.tags.get('row') or '-'}, scale {scale})")
-        figure.tight_layout()
+            axis.set_title(metric, fontsize=9)
+            axis.tick_params(labelsize=7)
+        for axis in axes.flat[len(histories):]:
+            axis.set_visible(False)
+        figure.suptitle(f"{run.info.run_name} (row {run.data.tags.get('row') or '-'}, scale {scale}; x: step)")
         with atomic_path(out_dir / f"{name}.png") as tmp:
             figure.savefig(tmp, format="png", dpi=80)
         plt.close(figure)
