@@ -10,6 +10,7 @@ from raven.tracking.runs import experiment_name
 from raven.tracking.store import locked_call
 
 COLUMNS = 6  # panels per line of a run's figure
+PANEL_IN, TITLE_IN = (3.2, 2.4), 0.6  # a panel's width and height, the title line's height (inches)
 
 
 def training_histories(tracking_uri: str, scale: str) -> list[tuple[Any, dict[str, list[tuple[int, float]]]]]:
@@ -41,9 +42,9 @@ def plot_training_runs(tracking_uri: str, scale: str, out_dir: Path) -> list[str
         columns = min(COLUMNS, len(histories))
         rows = -(-len(histories) // columns)
         # a fixed grid (no tight_layout: it measures every label of every panel, most of a figure's time)
-        figure, axes = plt.subplots(rows, columns, figsize=(3.2 * columns, 2.4 * rows + 0.6), squeeze=False)
-        figure.subplots_adjust(left=0.06, right=0.98, bottom=0.06, top=1 - 0.6 / (2.4 * rows + 0.6),
-                               wspace=0.35, hspace=0.55)
+        height = PANEL_IN[1] * rows + TITLE_IN
+        figure, axes = plt.subplots(rows, columns, figsize=(PANEL_IN[0] * columns, height), squeeze=False)
+        figure.subplots_adjust(left=0.06, right=0.98, bottom=0.06, top=1 - TITLE_IN / height, wspace=0.35, hspace=0.55)
         for axis, (metric, points) in zip(axes.flat, sorted(histories.items())):
             axis.plot([step for step, _ in points], [value for _, value in points])
             axis.set_title(metric, fontsize=9)
