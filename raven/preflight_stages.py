@@ -129,7 +129,7 @@ def stage_reports(specs: dict[str | None, RunSpec], rows: dict[str, dict]) -> li
     sampling, VBench and UnifiedReward. Several rows of one kind: the largest estimate."""
     from raven.data.latents import write_latent_part
     from raven.data.text_cache import write_part
-    from raven.evaluation.samples import sample_folder
+    from raven.evaluation.options import SampleOptions
     from raven.preflight import history_modes, needs_clips
     from raven.training.base import BaseOptions
     from raven.training.causal_teacher import CausalTeacherOptions
@@ -192,9 +192,10 @@ def stage_reports(specs: dict[str | None, RunSpec], rows: dict[str, dict]) -> li
         reports.append(report_stage("clip_latents", "clip_latents", shared, True, lambda setup: fixed_estimate(
             {"vae": 2 * vae[0] / GB + clips_per_batch * vae[1]},
             f"the VAE in bf16 encoding {clips_per_batch} clips per batch (decode workspace assumed alike)"), None))
-    batch = inspect.signature(sample_folder).parameters["batch_size"].default
+    batch = stage_options(shared, "sample", SampleOptions).batch_size
     reports.append(report_stage("sample", "sample", shared, True,
-                                streaming(shared, batch * (2 if shared.sampler.guidance != 1 else 1)), None))
+                                streaming(shared, batch * (2 if shared.sampler.guidance != 1 else 1)),
+                                "stages.sample.batch_size"))
     if "vbench" in shared.stages:
         reports.append(report_stage("vbench", "vbench", shared, True, lambda setup: fixed_estimate(
             {"vbench models and one video": VBENCH_GB}, "VBench's models, one dimension at a time (assumed)"), None))

@@ -27,6 +27,7 @@ STAGE_OPTIONS = {
     "dmd": "raven.training.dmd:DMDOptions",
     "cmgrpo": "raven.training.cmgrpo:CMGRPOOptions",
     "vbench": "raven.evaluation.options:VBenchOptions",
+    "sample": "raven.evaluation.options:SampleOptions",
     "toy_protocol": "raven.evaluation.options:ToyProtocolOptions",
     "unified_reward": "raven.evaluation.options:UnifiedRewardOptions",
     "userstudy": "raven.evaluation.options:UserStudyOptions",

@@ -91,3 +91,15 @@ def test_a_rerun_resumes_after_the_finished_samples(inputs):
     assert np.array_equal(videos[1], marked) and not np.array_equal(videos[0], marked)
     assert (out / video_file(2)).is_file() and not (out / pixels_file(2)).exists()
     assert summary["videos"] == 3 and summary["frames_per_video"] == 9
+
+
+def test_the_batch_size_comes_from_the_spec_and_does_not_change_the_videos(inputs, single, tmp_path):
+    """`stages.sample.batch_size` (here 5: batches of 5 and 1, against the fixture's three of 2) sets the batches
+    when no batch size is given; every video has its own seed, so the pixels are the same."""
+    from raven.config import read_spec
+
+    spec = read_spec(inputs / "spec.yaml")
+    write_spec(spec.model_copy(update={"stages": {**spec.stages, "sample": {"batch_size": 5}}}), tmp_path / "spec.yaml")
+    summary = sample_folder(str(tmp_path / "spec.yaml"), *arguments(inputs, tmp_path / "out")[1:], seeds_per_prompt=2)
+    assert summary["batch_size"] == 5
+    assert np.array_equal(np.load(tmp_path / "out" / "videos.npy"), np.load(single / "videos.npy"))

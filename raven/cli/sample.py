@@ -32,7 +32,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                              "Forcing's joint window of sampler.rolling_window chunks")
     parser.add_argument("--chunks", type=int, help="chunks per video (default: the spec's horizon; more for drift)")
     parser.add_argument("--seeds-per-prompt", type=int, default=1, help="videos per prompt, each with its own seed")
-    parser.add_argument("--batch-size", type=int, default=8, help="videos generated together")
+    parser.add_argument("--batch-size", type=int,
+                        help="videos generated together (default: the spec's stages.sample.batch_size)")
     parser.set_defaults(handler=run_sample)
 
 

@@ -38,6 +38,14 @@ class ToyProtocolOptions(Section):
     static_filter: bool = False
 
 
+class SampleOptions(Section):
+    """`stages.sample`: how `raven sample` batches its videos. The videos do not depend on it: each has its own
+    seed, and batches of 8 and 64 give the same pixels (tests/test_sample_distributed.py)."""
+
+    batch_size: int = Field(default=8, gt=0, description="videos generated together on one rank; the memory "
+                            "preflight checks it against the GPU (bigger batches: fewer, larger forwards)")
+
+
 class UnifiedRewardOptions(Section):
     """`stages.unified_reward`: UnifiedReward-qwen-32B (Qwen2.5-VL) from a local folder."""
 

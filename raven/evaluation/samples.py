@@ -103,22 +103,25 @@ def sample_seeds(prompts: list[str], seeds_per_prompt: int, base_seed: int) -> t
 
 def sample_folder(spec_path: str | Path, model_path: str | Path, prompts_path: str | Path, out: str | Path,
                   mode: str = "consistency", chunks: int | None = None, seeds_per_prompt: int = 1,
-                  batch_size: int = 8, model_key: str | None = None, lora: str | Path | None = None) -> dict:
+                  batch_size: int | None = None, model_key: str | None = None, lora: str | Path | None = None) -> dict:
     """`raven sample`: stream videos of a causal student for every prompt × seed into a samples folder, the
-    samples split across ranks, each written as it is made; the models on the device in `spec.precision`."""
+    samples split across ranks, each written as it is made; the models on the device in `spec.precision`.
+    `batch_size` None: the spec's `stages.sample.batch_size`."""
     import torch
     from tqdm import tqdm
 
-    from raven.config import read_spec
+    from raven.config import read_spec, stage_options
     from raven.data.prompts import read_prompt_file
     from raven.diffusion.schedule import student_timesteps
     from raven.diffusion.streaming import generate
+    from raven.evaluation.options import SampleOptions
     from raven.models import build_codec, build_text_encoder, causal_forwards
     from raven.models.checkpoints import load_student
     from raven.training.distributed import close_world, init_world
     from raven.world.render import to_uint8
 
     spec = read_spec(spec_path)
+    batch_size = batch_size or stage_options(spec, "sample", SampleOptions).batch_size
     world = init_world(spec.precision)
     try:
         prompts, seeds = sample_seeds(read_prompt_file(prompts_path), seeds_per_prompt, spec.seed)
