@@ -15,7 +15,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import shutil
 import statistics
 import subprocess
 import sys
@@ -56,7 +55,7 @@ def main() -> None:
                              f"{args.results / 'train' / args.row / 'summary.json'}")
     batches = sorted(set(args.batches) | {8})
     times: dict[int, dict[str, list[float]]] = {b: {"job_s": [], "generation_s": []} for b in batches}
-    identical = {}
+    identical: dict[int, bool] = {}
     with tempfile.TemporaryDirectory() as scratch:
         for repeat in range(args.repeats):
             for batch in batches:
@@ -68,8 +67,6 @@ def main() -> None:
         reference = np.load(Path(scratch) / "8-0" / "videos.npy")
         for batch in batches:
             identical[batch] = bool(np.array_equal(np.load(Path(scratch) / f"{batch}-0" / "videos.npy"), reference))
-            for repeat in range(args.repeats):
-                shutil.rmtree(Path(scratch) / f"{batch}-{repeat}")
     median = {b: {key: statistics.median(values) for key, values in t.items()} for b, t in times.items()}
     report = {
         "row": args.row, "videos": int(len(reference)), "repeats": args.repeats,

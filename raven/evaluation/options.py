@@ -40,7 +40,7 @@ class ToyProtocolOptions(Section):
 
 class SampleOptions(Section):
     """`stages.sample`: how `raven sample` batches its videos. The videos do not depend on it: each has its own
-    seed, and batches of 8 and 64 give the same pixels (tests/test_sample_distributed.py)."""
+    seed, so every batch size gives the same pixels (tests/test_sample_distributed.py, benchmarks/sample_batch.py)."""
 
     batch_size: int = Field(default=8, gt=0, description="videos generated together on one rank; the memory "
                             "preflight checks it against the GPU (bigger batches: fewer, larger forwards)")

@@ -121,7 +121,8 @@ def sample_folder(spec_path: str | Path, model_path: str | Path, prompts_path: s
     from raven.world.render import to_uint8
 
     spec = read_spec(spec_path)
-    batch_size = batch_size or stage_options(spec, "sample", SampleOptions).batch_size
+    if batch_size is None:
+        batch_size = stage_options(spec, "sample", SampleOptions).batch_size
     world = init_world(spec.precision)
     try:
         prompts, seeds = sample_seeds(read_prompt_file(prompts_path), seeds_per_prompt, spec.seed)
