@@ -34,6 +34,16 @@ def test_video_metrics_against_right_and_wrong_prompts():
     assert mean["colour"] == mean["shape"] == mean["count"] == 0.5
 
 
+def test_video_metrics_use_a_given_parse_instead_of_parsing_again():
+    prompt = "red circle right fast and blue square still on grey"
+    video = render(prompt, 2, 16, 16, 9)
+    assert video_metrics(video, prompt, parse_video(video)) == video_metrics(video, prompt)
+    # the objects come from the parse given, the pixel metrics from the frames
+    given = video_metrics(video, prompt, parse_video(np.full_like(video, 110)))
+    assert given["colour"] == given["shape"] == given["count"] == 0.0
+    assert given["flicker"] == video_metrics(video, prompt)["flicker"] < 1.0
+
+
 def test_motion_metrics_distinguish_still_moving_and_noisy_videos():
     still = render("green triangle still on black", 0, 16, 16, 9)
     moving = render("green triangle down slow on black", 0, 16, 16, 9)

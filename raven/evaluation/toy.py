@@ -85,8 +85,8 @@ def video_scores(frames: np.ndarray, prompt: str, fps: float) -> dict[str, float
     """The 16 toy stand-ins of one video plus its `dyn_deg` rating."""
     frames = np.asarray(frames)
     height, width = frames.shape[1:3]
-    m = video_metrics(frames, prompt)
     parsed = parse_video(frames)
+    m = video_metrics(frames, prompt, parsed)
     matched = ("colour", "shape", "direction", "count", "background")
     scores = {
         "subject_consistency": m["identity"],

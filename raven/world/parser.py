@@ -219,16 +219,17 @@ def frame_metrics(frames: np.ndarray, prompt: Prompt | str, parsed: ParsedVideo 
             "background": (np.linalg.norm(parsed.background_rgb - BACKGROUNDS[parsed.background], axis=1) < 20).astype(float)}
 
 
-def video_metrics(frames: np.ndarray, prompt: Prompt | str) -> dict[str, float]:
+def video_metrics(frames: np.ndarray, prompt: Prompt | str, parsed: ParsedVideo | None = None) -> dict[str, float]:
     """Scores in [0, 1] (except the raw `dynamic_degree` px, `sharpness`, `noise`) of one video vs its prompt.
 
     colour/shape/direction: fraction of the prompt's objects found with that colour / with the right
     shape / moving the right way; count: 1 if exactly as many objects as the prompt names;
     identity: fraction of frames each found object is present with its video-level shape.
+    `parsed`: `parse_video(frames)` when the caller has it already.
     """
     prompt = as_prompt(prompt)
     frames = np.asarray(frames)
-    parsed = parse_video(frames)
+    parsed = parsed or parse_video(frames)
     scale = min(frames.shape[1:3]) / REFERENCE_SIZE
     wanted = prompt.objects
     found = [parsed.objects.get(o.colour) for o in wanted]
