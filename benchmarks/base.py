@@ -1,6 +1,9 @@
 """Learning curve of the tiny base model (issues 3, 19): `raven train base` to a fixed iteration count,
 cut into segments of `--every` iterations; after each, the EMA weights are sampled and judged on held-out
-prompts (colour–shape–motion combinations never seen in training) with the toy world's parser.
+prompts (colour–shape–motion combinations never seen in training) with the toy world's parser. The final
+weights are also judged on their training prompts (`train_accuracy`), and both judgements are split per object
+into one- and two-object prompts (`by_objects`). `--judge-only` judges a finished run
+in `--work` again without training (`wall_s` is then the judging time).
 
 A run is its iteration count: segments resume the checkpoints in `--work`, so a long run (hours on the
 2-core box) can be stopped and continued, in a later session too (the curve so far is kept in
@@ -38,21 +41,30 @@ def main() -> None:
                         help="also judge the final EMA weights sampled at these CFG scales")
     parser.add_argument("--out", default=str(ROOT / "benchmarks" / "reports" / "base.json"))
     parser.add_argument("--work", help="working folder, kept for resuming (default: a temporary one)")
+    parser.add_argument("--judge-only", action="store_true",
+                        help="judge the finished run in --work again (final, CFG sweep, training prompts) without "
+                             "training; its curve is kept as recorded")
+    parser.add_argument("--set", action="append", default=[], metavar="KEY=JSON",
+                        help="override one key of the scale's spec, as `raven spec --set`, e.g. "
+                             "--set text_encoder.neighbour_bias=4; part of the run's identity")
     parser.add_argument("--train-prompts", type=int,
                         help="training prompts (default: stages.data.train_prompts); part of the run's identity, so "
                              "a resumed run must give the same number")
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
 
+    from raven.cli.spec import parse_overrides
     from raven.config import deep_merge, resolve_spec, write_spec
-    from raven.data.prompts import write_prompt_file
+    from raven.data.prompts import read_prompt_file, write_prompt_file
     from raven.io import atomic_write_json
     from raven.training.base import ModelParts, base_stage_options, heldout_accuracy, sample_videos, train_base
     from raven.world.grammar import prompt_text, sample_prompts
 
     work = Path(args.work or tempfile.mkdtemp(prefix="raven-base-bench-"))
     work.mkdir(parents=True, exist_ok=True)
-    spec = resolve_spec(ROOT / "config", args.scale)
+    # the base trains from scratch: the scale's released weights are no part of its run (as from_scratch=true)
+    scratch = {"weights": {"base": None, "causal_init": None, "bidirectional_init": None}}
+    spec = resolve_spec(ROOT / "config", args.scale, overrides=deep_merge(scratch, parse_overrides(args.set)))
     spec = spec.model_copy(update={"tracking_uri": f"sqlite:///{work}/mlflow.db"})
     if args.train_prompts:
         spec = spec.model_copy(update={"stages": deep_merge(spec.stages, {"data": {"train_prompts": args.train_prompts}})})
@@ -61,38 +73,51 @@ def main() -> None:
     data = spec.stages.get("data", {})
     train_prompts = [prompt_text(p) for p in sample_prompts(data.get("train_prompts", 256), "train", spec.seed)]
     heldout = [prompt_text(p) for p in sample_prompts(args.final_heldout, "heldout", spec.seed)]
-    write_prompt_file(work / "train.txt", train_prompts)
     parts = ModelParts.build(spec)
     curve_file = work / "curve.json"
     curve = json.loads(curve_file.read_text()) if curve_file.is_file() else []
 
-    def judge(model, prompts, opts):
-        videos = sample_videos(model, parts.encode_text, parts.codec.decode, prompts, spec.latent_shape, opts,
-                               seed=10_000)
-        return heldout_accuracy(videos, prompts)
+    def videos_of(model, prompts, opts):
+        return sample_videos(model, parts.encode_text, parts.codec.decode, prompts, spec.latent_shape, opts, seed=10_000)
 
-    started, summary, model = time.perf_counter(), {}, None
-    target = min(max((p["iterations"] for p in curve), default=0) + args.every, total)
-    while True:
-        segment = deep_merge(spec.stages, {"base": {"iterations": target, "budget_s": None}})
-        write_spec(spec.model_copy(update={"stages": segment}), work / "spec.yaml")
-        summary = train_base(work / "spec.yaml", prompts=str(work / "train.txt"), out=str(work / "base"))
-        model = parts.load(work / "base" / "model_ema").eval()
-        eval_start = time.perf_counter()
-        point = {"iterations": summary["iterations"], "train_s": round(summary["train_s"], 1),
-                 "prompts": args.heldout, **judge(model, heldout[: args.heldout], options),
-                 "eval_s": round(time.perf_counter() - eval_start, 1)}
-        curve = [p for p in curve if p["iterations"] != point["iterations"]] + [point]
-        atomic_write_json(curve_file, curve)
-        print(point, flush=True)
-        if target >= total:
-            break
-        target = min(target + args.every, total)
+    def judge(model, prompts, opts):
+        return heldout_accuracy(videos_of(model, prompts, opts), prompts)
+
+    def judge_by_objects(model, prompts, opts):
+        videos = videos_of(model, prompts, opts)
+        return {**heldout_accuracy(videos, prompts), "by_objects": by_objects(videos, prompts)}
+
+    started = time.perf_counter()
+    if args.judge_only:
+        train_prompts = read_prompt_file(work / "train.txt")
+        summary = json.loads((work / "base" / "summary.json").read_text())
+    else:
+        write_prompt_file(work / "train.txt", train_prompts)
+        target = min(max((p["iterations"] for p in curve), default=0) + args.every, total)
+        while True:
+            segment = deep_merge(spec.stages, {"base": {"iterations": target, "budget_s": None}})
+            write_spec(spec.model_copy(update={"stages": segment}), work / "spec.yaml")
+            summary = train_base(work / "spec.yaml", prompts=str(work / "train.txt"), out=str(work / "base"))
+            model = parts.load(work / "base" / "model_ema").eval()
+            eval_start = time.perf_counter()
+            point = {"iterations": summary["iterations"], "train_s": round(summary["train_s"], 1),
+                     "prompts": args.heldout, **judge_by_objects(model, heldout[: args.heldout], options),
+                     "eval_s": round(time.perf_counter() - eval_start, 1)}
+            curve = [p for p in curve if p["iterations"] != point["iterations"]] + [point]
+            atomic_write_json(curve_file, curve)
+            print(point, flush=True)
+            if target >= total:
+                break
+            target = min(target + args.every, total)
+    model = parts.load(work / "base" / "model_ema").eval()
 
     final = {"iterations": summary["iterations"], "train_s": round(summary["train_s"], 1),
-             "prompts": len(heldout), **judge(model, heldout, options)}
+             "prompts": len(heldout), **judge_by_objects(model, heldout, options)}
     guidance_sweep = [{"guidance": g, **judge(model, heldout, options.model_copy(update={"guidance": g}))}
                       for g in args.guidance_sweep]
+    # the same judgement on prompts it was trained on: the gap to `final` is what unseen combinations cost
+    seen = train_prompts[: args.final_heldout]
+    train_accuracy = {"prompts": len(seen), **judge_by_objects(model, seen, options)}
     report = {
         "scale": args.scale,
         "objective": summary["objective"],
@@ -104,12 +129,36 @@ def main() -> None:
         "sampler": {"euler_steps": options.sample_steps, "shift": options.sample_shift, "guidance": options.guidance},
         "curve": curve,
         "guidance_sweep": guidance_sweep,
+        "train_accuracy": train_accuracy,
+        "heldout_by_objects": final["by_objects"],
+        "judge_only": args.judge_only,
         "targets": TARGETS,
         "targets_met": {k: final[k] >= v for k, v in TARGETS.items()},
         "machine": machine(),
     }
     atomic_write_json(args.out, report)
     print(f"wrote {args.out}")
+
+
+def by_objects(videos, prompts) -> dict:
+    """Per object: colour, shape and direction accuracy in one-object prompts and in two-object prompts,
+    and for objects whose colour-shape-motion triple no training prompt has (`unseen_triple`)."""
+    from raven.world.grammar import heldout_triples, parse_prompt
+    from raven.world.parser import parse_video
+
+    tally = {"one_object": [], "two_objects": [], "unseen_triple": []}
+    for video, text in zip(videos, prompts):
+        parsed, wanted_objects = parse_video(video), parse_prompt(text).objects
+        for wanted in wanted_objects:
+            found = parsed.objects.get(wanted.colour)
+            hits = (found is not None, found is not None and found.shape == wanted.shape,
+                    found is not None and found.motion == wanted.motion)
+            tally["one_object" if len(wanted_objects) == 1 else "two_objects"].append(hits)
+            if wanted.triple in heldout_triples():
+                tally["unseen_triple"].append(hits)
+    return {group: {"objects": len(rows), **{f"{name}_acc": sum(row[i] for row in rows) / len(rows)
+                                            for i, name in enumerate(("colour", "shape", "direction"))}}
+            for group, rows in tally.items() if rows}
 
 
 if __name__ == "__main__":

@@ -37,6 +37,26 @@ def test_a_saved_toy_encoder_loads_through_the_umt5_path_with_equal_outputs(smok
     assert torch.allclose(loaded(PROMPTS), build_text_encoder(smoke_spec)(PROMPTS), atol=1e-6)
 
 
+def test_the_neighbour_bias_tells_a_binding_swap_apart_and_is_saved_with_the_weights(smoke_spec, tmp_path):
+    prompts = ["red circle right fast and blue square still on grey",
+               "red square right fast and blue circle still on grey"]  # the same words, the shapes exchanged
+
+    def swap_distance(encoder):  # the transformer sees the tokens as a set: nearest-token distance, relative
+        first, second = encoder(prompts)[:, : len(prompts[0].split()) + 1]
+        return float((torch.cdist(first, second).min(dim=1).values / first.norm(dim=1)).mean())
+
+    biased = smoke(text_encoder={"neighbour_bias": 4.0})
+    # written only when set: specs (and their hashes) from before the key are unchanged
+    assert "neighbour_bias" not in smoke_spec.model_dump(mode="json")["text_encoder"]
+    assert biased.model_dump(mode="json")["text_encoder"]["neighbour_bias"] == 4.0
+    assert swap_distance(build_text_encoder(smoke_spec)) < 0.1 < 0.3 < swap_distance(build_text_encoder(biased))
+    folder = save_toy_text_encoder(biased, tmp_path / "text")
+    loaded = build_text_encoder(smoke(text_encoder={"kind": "umt5", "path": str(folder)}))
+    assert torch.allclose(loaded(prompts), build_text_encoder(biased)(prompts), atol=1e-6)
+    with pytest.raises(ConfigError, match="neighbour_bias"):  # a trained encoder is loaded as it is
+        smoke(text_encoder={"kind": "umt5", "path": str(folder), "neighbour_bias": 4.0})
+
+
 def test_a_hostile_prompt_is_truncated_not_an_error(smoke_spec):
     encoded = build_text_encoder(smoke_spec)(["ünïcode \x00 " * 500, ""])
     assert encoded.shape[1] == smoke_spec.text_encoder.max_length and torch.isfinite(encoded).all()

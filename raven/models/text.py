@@ -63,7 +63,24 @@ def toy_text_model(spec: RunSpec, vocab_size: int) -> UMT5EncoderModel:
     )
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(TOY_SEED)
-        return UMT5EncoderModel(config)
+        model = UMT5EncoderModel(config)
+    if options.neighbour_bias:
+        attend_to_neighbours(model, options.neighbour_bias)
+    return model
+
+
+@torch.no_grad()
+def attend_to_neighbours(model: UMT5EncoderModel, bias: float) -> None:
+    """Add `bias` to each layer's relative-attention logits of the previous token (first half of the heads) and
+    of the next token (second half): text_encoder.neighbour_bias."""
+    heads = model.config.num_heads
+    for block in model.encoder.block:
+        attention = block.layer[0].SelfAttention
+        # relative position = key position - query position, in transformers' buckets
+        previous, following = attention._relative_position_bucket(torch.tensor([-1, 1])).tolist()
+        table = attention.relative_attention_bias.weight  # [buckets, heads]
+        table[previous, : heads // 2] += bias
+        table[following, heads // 2 :] += bias
 
 
 def save_toy_text_encoder(spec: RunSpec, folder: str | Path) -> Path:
