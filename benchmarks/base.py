@@ -115,7 +115,7 @@ def main() -> None:
              "prompts": len(heldout), **judge_by_objects(model, heldout, options)}
     guidance_sweep = [{"guidance": g, **judge(model, heldout, options.model_copy(update={"guidance": g}))}
                       for g in args.guidance_sweep]
-    # the same judgement on prompts it was trained on: the gap to `final` is what unseen combinations cost
+    # the same judgement on prompts it was trained on: the gap to `final` is what prompts it never saw cost
     seen = train_prompts[: args.final_heldout]
     train_accuracy = {"prompts": len(seen), **judge_by_objects(model, seen, options)}
     report = {
