@@ -55,6 +55,7 @@ def main() -> None:
 
     from raven.cli.spec import parse_overrides
     from raven.config import deep_merge, resolve_spec, write_spec
+    from raven.config.spec import FROM_SCRATCH
     from raven.data.prompts import read_prompt_file, write_prompt_file
     from raven.io import atomic_write_json
     from raven.training.base import ModelParts, base_stage_options, heldout_accuracy, sample_videos, train_base
@@ -63,8 +64,7 @@ def main() -> None:
     work = Path(args.work or tempfile.mkdtemp(prefix="raven-base-bench-"))
     work.mkdir(parents=True, exist_ok=True)
     # the base trains from scratch: the scale's released weights are no part of its run (as from_scratch=true)
-    scratch = {"weights": {"base": None, "causal_init": None, "bidirectional_init": None}}
-    spec = resolve_spec(ROOT / "config", args.scale, overrides=deep_merge(scratch, parse_overrides(args.set)))
+    spec = resolve_spec(ROOT / "config", args.scale, overrides=deep_merge(FROM_SCRATCH, parse_overrides(args.set)))
     spec = spec.model_copy(update={"tracking_uri": f"sqlite:///{work}/mlflow.db"})
     if args.train_prompts:
         spec = spec.model_copy(update={"stages": deep_merge(spec.stages, {"data": {"train_prompts": args.train_prompts}})})

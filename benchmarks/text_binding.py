@@ -3,8 +3,8 @@
 The transformer cross-attends to the encoder's token vectors as a set. For a two-object prompt, "red circle
 right fast and blue square still on grey" and its binding swap "red square right fast and blue circle still
 on grey" have the same words; only the encoder's mixing of neighbouring tokens tells them apart. This measures,
-for every two-object prompt of the train and held-out splits (whose two objects differ in what is swapped), the mean over its tokens of the distance to the
-nearest token of the other prompt, relative to the token's norm:
+for every two-object prompt of the train and held-out splits (whose two objects differ in what is swapped),
+the mean over its tokens of the distance to the nearest token of the other prompt, relative to the token's norm:
 
 - `shape_swap`: the two objects' shapes exchanged;
 - `motion_swap`: the two objects' motions (with speeds) exchanged;
@@ -75,14 +75,14 @@ def main() -> None:
     from raven.world.grammar import prompt_text, sample_prompts
 
     spec = resolve_spec(ROOT / "config", args.scale)
-    pairs = [(split, p) for split in ("train", "heldout") for p in sample_prompts(args.prompts, split, spec.seed)
-             if len(p.objects) == 2]
+    two_object = [p for split in ("train", "heldout") for p in sample_prompts(args.prompts, split, spec.seed)
+                  if len(p.objects) == 2]
     measured = []
     for bias in args.neighbour_bias:
         encode = build_text_encoder(spec.model_copy(update={
             "text_encoder": spec.text_encoder.model_copy(update={"neighbour_bias": bias})}))
         distances: dict[str, list[float]] = {}
-        for _, prompt in pairs:
+        for prompt in two_object:
             texts = {"prompt": prompt_text(prompt), **{k: prompt_text(v) for k, v in variants(prompt).items()}}
             texts = {k: v for k, v in texts.items() if k == "prompt" or v != texts["prompt"]}  # a swap of equals
             embeddings = dict(zip(texts, encode(list(texts.values()))))
@@ -93,7 +93,7 @@ def main() -> None:
         measured.append({"neighbour_bias": bias, **{name: summary(v) for name, v in sorted(distances.items())}})
         print(bias, {name: round(float(np.mean(v)), 4) for name, v in sorted(distances.items())}, flush=True)
     report = {"scale": args.scale, "text_encoder": spec.text_encoder.model_dump(mode="json"),
-              "two_object_prompts": len(pairs), "measured": measured, "machine": machine()}
+              "two_object_prompts": len(two_object), "measured": measured, "machine": machine()}
     atomic_write_json(args.out, report)
     print(f"wrote {args.out}")
 

@@ -182,6 +182,10 @@ class BaselineWeights(Section):
 INIT_MODES = {"ode_causal": "chunkwise", "ode_bidirectional": "bidirectional"}
 
 
+# `--config from_scratch=true` and the base benchmark: the models the tiny scale releases are trained, not loaded
+FROM_SCRATCH = {"weights": {"base": None, "causal_init": None, "bidirectional_init": None}}
+
+
 class WeightsSpec(Section):
     """Local weight paths. `None` means: train it in this pipeline (toy scales)."""
 

@@ -10,7 +10,7 @@ import sys
 
 from raven.config import ConfigError, load_experiments, load_yaml, replica_names, resolve_spec, with_replicas
 from raven.config.rows import METHODS, rows_at_scale, same_runs
-from raven.config.spec import INIT_MODES
+from raven.config.spec import FROM_SCRATCH, INIT_MODES
 from raven.tracking import config_hash
 
 # `raven` of the environment running Snakemake, even when that environment is not activated.
@@ -35,7 +35,7 @@ PLACEMENT = ("results_dir", "tracking_uri", "launcher")
 # `--config from_scratch=true`: train the base model and both ODE inits through this DAG instead of loading
 # released weights (the tiny scale's data/weights/tiny; see its README).
 if str(config.get("from_scratch")).lower() == "true":
-    RUN_SETTINGS["weights"] = {"base": None, "causal_init": None, "bidirectional_init": None}
+    RUN_SETTINGS.update(FROM_SCRATCH)
 # The shared run spec (no row): weights given as local paths replace the stages that would train them.
 SHARED = resolve_spec("config", SCALE, None, RUN_SETTINGS)
 # The rows as this scale runs them (raven.config.rows): a baseline whose released checkpoint the scale
