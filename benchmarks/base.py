@@ -85,7 +85,7 @@ def main() -> None:
 
     def judge_by_objects(model, prompts, opts):
         videos = videos_of(model, prompts, opts)
-        return {**heldout_accuracy(videos, prompts), "by_objects": by_objects(videos, prompts)}
+        return {**heldout_accuracy(videos, prompts), "by_objects": objects_judged(videos, prompts)}
 
     started = time.perf_counter()
     if args.judge_only:
@@ -140,25 +140,11 @@ def main() -> None:
     print(f"wrote {args.out}")
 
 
-def by_objects(videos, prompts) -> dict:
-    """Per object: colour, shape and direction accuracy in one-object prompts and in two-object prompts,
-    and for objects whose colour-shape-motion triple no training prompt has (`unseen_triple`)."""
-    from raven.world.grammar import heldout_triples, parse_prompt
-    from raven.world.parser import parse_video
+def objects_judged(videos, prompts) -> dict:
+    """raven.world.parser.by_objects of sampled videos against their prompts."""
+    from raven.world.parser import by_objects, object_matches, parse_video
 
-    tally = {"one_object": [], "two_objects": [], "unseen_triple": []}
-    for video, text in zip(videos, prompts):
-        parsed, wanted_objects = parse_video(video), parse_prompt(text).objects
-        for wanted in wanted_objects:
-            found = parsed.objects.get(wanted.colour)
-            hits = (found is not None, found is not None and found.shape == wanted.shape,
-                    found is not None and found.motion == wanted.motion)
-            tally["one_object" if len(wanted_objects) == 1 else "two_objects"].append(hits)
-            if wanted.triple in heldout_triples():
-                tally["unseen_triple"].append(hits)
-    return {group: {"objects": len(rows), **{f"{name}_acc": sum(row[i] for row in rows) / len(rows)
-                                            for i, name in enumerate(("colour", "shape", "direction"))}}
-            for group, rows in tally.items() if rows}
+    return by_objects([object_matches(parse_video(v), p) for v, p in zip(videos, prompts)], prompts)
 
 
 if __name__ == "__main__":

@@ -84,7 +84,7 @@ def run_dag(scale: str) -> dict:
 
 
 def score_tables(results: Path) -> tuple[dict, list]:
-    """({table: {label: {total, quality, semantic, dyn_deg, their ci_*, recipe}}}, comparisons) from every score
+    """({table: {label: {total, quality, semantic, dyn_deg, their ci_*, recipe[, by_objects]}}}, comparisons) from every score
     table's JSON (`raven tables`): values on the table's scale (Total/Quality/Semantic in %), each with its 95%
     interval over seeds and prompts, and the tested comparisons of config/experiments.yaml."""
     tables = yaml.safe_load((ROOT / "config" / "experiments.yaml").read_text())["tables"]
@@ -96,6 +96,7 @@ def score_tables(results: Path) -> tuple[dict, list]:
         out[table] = {record["row"]: {key: record[key] for key in KEYS}
                       | {f"ci_{key}": record.get(f"ci_{key}") for key in KEYS} | {"recipe": record.get("recipe")}
                       | {"stopped_by_budget": record.get("stopped_by_budget")}
+                      | ({"by_objects": record["by_objects"]} if "by_objects" in record else {})
                       for record in written["rows"]}
         comparisons += written.get("comparisons", [])
     return out, comparisons

@@ -75,6 +75,8 @@ def build_table(table: str, measured: Mapping[str, Mapping[str, Any]], paper: Ma
             record[f"ci_{column}"] = scaled_interval(row, column)
             record[f"paper_{column}"] = theirs
             record[f"diff_{column}"] = None if mine is None or theirs is None else mine - theirs
+        if row.get("by_objects"):  # the toy benchmark's accuracy per object, in one- and two-object prompts
+            record["by_objects"] = row["by_objects"]
         records.append(record)
     return records
 
@@ -159,7 +161,23 @@ def to_markdown(table: str, records: list[dict[str, Any]], scale: str) -> str:
                          f"{signed(record['diff_' + column], digits)})")
         label = f"{record['row']} {SHORT_MARK}" if record.get("stopped_by_budget") else record["row"]
         lines.append(f"| {label} | " + " | ".join(cells) + f" | {record['recipe']} |")
-    return "\n".join(lines) + "\n"
+    return "\n".join(lines + objects_lines(records)) + "\n"
+
+
+def objects_lines(records: list[dict[str, Any]]) -> list[str]:
+    """The toy benchmark's colour / shape / direction accuracy per object in one- and two-object prompts
+    (raven.world.parser.by_objects, pooled over seeds), below the table, when the rows carry it."""
+    split = [(record["row"], record["by_objects"]) for record in records if record.get("by_objects")]
+    if not split:
+        return []
+    lines = ["", "Per object, colour / shape / direction (toy world; two-object prompts need each word bound to "
+             "its object):", "", "| row | one-object prompts | two-object prompts |", "|---|---|---|"]
+    for row, groups in split:
+        cells = [" / ".join(f"{groups[group][key + '_acc']:.2f}" for key in ("colour", "shape", "direction"))
+                 + f" ({groups[group]['objects']} objects)" if group in groups else "–"
+                 for group in ("one_object", "two_objects")]
+        lines.append(f"| {row} | " + " | ".join(cells) + " |")
+    return lines
 
 
 def to_csv(records: list[dict[str, Any]]) -> str:

@@ -47,6 +47,23 @@ def test_wrong_colour_loses_exactly_the_colour_dependent_dimensions():
     assert dims["multiple_objects"] == 1.0 and dims["scene"] == 1.0
 
 
+def test_objects_are_split_by_prompt_and_pooled_over_replicas():
+    from raven.evaluation.rows import pool_replicas
+
+    videos = truth()
+    right = benchmark(videos, PROMPTS, fps=8)
+    perfect = {"colour_acc": 1.0, "shape_acc": 1.0, "direction_acc": 1.0}
+    assert right["by_objects"]["one_object"] == {"objects": 3, **perfect}
+    assert right["by_objects"]["two_objects"] == {"objects": 2, **perfect}
+    videos[3] = render("yellow circle left slow and magenta square still on black", 3, 16, 16, 9, 8)  # shapes swapped
+    swapped = benchmark(videos, PROMPTS, fps=8)
+    assert swapped["by_objects"]["two_objects"] == {"objects": 2, **perfect, "shape_acc": 0.0}
+    assert swapped["by_objects"]["one_object"] == right["by_objects"]["one_object"]
+    pooled, _ = pool_replicas([right, swapped])
+    assert pooled["by_objects"]["two_objects"] == {"objects": 4, **perfect, "shape_acc": 0.5}
+    assert "by_objects" not in pool_replicas([right, {k: v for k, v in swapped.items() if k != "by_objects"}])[0]
+
+
 def test_frozen_videos_lose_motion_and_noise_loses_quality():
     videos = truth()
     frozen = np.repeat(videos[:, :1], videos.shape[1], axis=1)

@@ -50,6 +50,18 @@ def test_markdown_says_toy_scores_and_csv_round_trips():
     assert "Toy-world" not in to_markdown("main", records, "paper")
     (row,) = csv.DictReader(to_csv(records).splitlines())
     assert float(row["diff_total"]) == pytest.approx(-5.15) and row["quality"] == ""
+    assert "Per object" not in text
+
+
+def test_rows_split_per_object_get_a_table_of_their_split_below_the_scores():
+    split = {"one_object": {"objects": 6, "colour_acc": 1.0, "shape_acc": 0.5, "direction_acc": 0.25},
+             "unseen_triple": {"objects": 2, "colour_acc": 1.0, "shape_acc": 1.0, "direction_acc": 1.0}}
+    measured = {"raven": {"total": 0.8, "quality": 0.9, "semantic": 0.5, "dyn_deg": 3.0, "by_objects": split},
+                "self_forcing": {"total": 0.7, "quality": 0.9, "semantic": 0.5, "dyn_deg": 3.0}}
+    records = build_table("main", measured, PAPER)
+    assert records[0]["by_objects"] == split and "by_objects" not in records[1]
+    text = to_markdown("main", records, "tiny")
+    assert "| raven | 1.00 / 0.50 / 0.25 (6 objects) | – |" in text and "| self_forcing | 1.00" not in text
 
 
 def test_tables_cli_writes_markdown_csv_and_json(tmp_path):

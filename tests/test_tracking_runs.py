@@ -84,6 +84,11 @@ def test_concurrent_processes_never_lose_a_row(tmp_path):
 def test_row_metrics_and_flatten():
     row = {"total": 0.8, "quality": 0.7, "semantic": None, "dyn_deg": 2.5, "dimensions": {"colour": 1.0}}
     assert row_metrics(row) == {"Total": 0.8, "Quality": 0.7, "Dyn.Deg": 2.5, "dimension/colour": 1.0}
+    split = {"two_objects": {"objects": 4, "colour_acc": 1.0, "shape_acc": 0.5, "direction_acc": 0.25}}
+    assert row_metrics({**row, "by_objects": split}) == {**row_metrics(row), "objects/two_objects/objects": 4.0,
+                                                         "objects/two_objects/colour_acc": 1.0,
+                                                         "objects/two_objects/shape_acc": 0.5,
+                                                         "objects/two_objects/direction_acc": 0.25}
     assert flatten({"a": {"b": 1, "c": [1, 2]}, "d": "x", "e": {}}) == {"a.b": "1", "a.c": "[1, 2]", "d": "x", "e": "{}"}
 
 

@@ -2,9 +2,10 @@
 
 import numpy as np
 
-from raven.world.grammar import sample_prompts
-from raven.world.parser import dynamic_degree, frame_metrics, parse_video, prompt_metrics, video_metrics
-from raven.world.render import render
+from raven.world.grammar import heldout_triples, sample_prompts
+from raven.world.parser import (by_objects, dynamic_degree, frame_metrics, object_matches, parse_video, prompt_metrics,
+                               video_metrics)
+from raven.world.render import as_prompt, render
 
 
 def test_parser_accuracy_on_500_random_prompts():
@@ -12,10 +13,9 @@ def test_parser_accuracy_on_500_random_prompts():
     hits = {"colour": 0, "shape": 0, "count": 0, "direction": 0}
     for seed, prompt in enumerate(prompts):
         parsed = parse_video(render(prompt, seed, 16, 16, 9))
-        found = [parsed.objects.get(o.colour) for o in prompt.objects]
-        hits["colour"] += all(f is not None for f in found)
-        hits["shape"] += all(f is not None and f.shape == o.shape for f, o in zip(found, prompt.objects))
-        hits["direction"] += all(f is not None and f.motion == o.motion for f, o in zip(found, prompt.objects))
+        matches = object_matches(parsed, prompt)
+        for i, key in enumerate(("colour", "shape", "direction")):
+            hits[key] += all(match[i] for match in matches)
         hits["count"] += len(parsed.objects) == len(prompt.objects)
     accuracy = {key: value / len(prompts) for key, value in hits.items()}
     assert min(accuracy.values()) >= 0.99, accuracy
@@ -42,6 +42,19 @@ def test_video_metrics_use_a_given_parse_instead_of_parsing_again():
     given = video_metrics(video, prompt, parse_video(np.full_like(video, 110)))
     assert given["colour"] == given["shape"] == given["count"] == 0.0
     assert given["flicker"] == video_metrics(video, prompt)["flicker"] < 1.0
+
+
+def test_objects_are_judged_one_by_one_and_split_by_how_many_a_prompt_names():
+    two = "red circle right fast and blue square still on grey"
+    swapped = render("red square right fast and blue circle still on grey", 2, 16, 16, 9)  # shapes bound the other way
+    assert object_matches(parse_video(render(two, 2, 16, 16, 9)), two) == [(True, True, True)] * 2
+    assert object_matches(parse_video(swapped), two) == [(True, False, True)] * 2
+    one = "green triangle up slow on black"  # green-triangle-up is a held-out triple; the other two are not
+    assert [o.triple in heldout_triples() for o in as_prompt(two).objects + as_prompt(one).objects] == [0, 0, 1]
+    split = by_objects([object_matches(parse_video(swapped), two), [(True, True, False)]], [two, one])
+    assert split["two_objects"] == {"objects": 2, "colour_acc": 1.0, "shape_acc": 0.0, "direction_acc": 1.0}
+    assert split["one_object"] == split["unseen_triple"] == {"objects": 1, "colour_acc": 1.0, "shape_acc": 1.0,
+                                                             "direction_acc": 0.0}
 
 
 def test_motion_metrics_distinguish_still_moving_and_noisy_videos():

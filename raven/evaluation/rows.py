@@ -27,7 +27,7 @@ def row_path(results_dir: str | Path, scale: str, row: str) -> Path:
 
 def build_row(row: str, scale: str, metrics: Mapping[str, Any], recipe: str, sources: Mapping[str, str],
               dyn_deg: float | None = None) -> dict[str, Any]:
-    """A row from a benchmark's metrics ({total, quality, semantic, dimensions, kind[, dyn_deg]});
+    """A row from a benchmark's metrics ({total, quality, semantic, dimensions, kind[, dyn_deg, by_objects]});
     `dyn_deg` (e.g. UnifiedReward's) replaces the benchmark's own when given."""
     missing = [key for key in ("total", "quality", "semantic", "dimensions", "kind") if key not in metrics]
     if missing:
@@ -36,7 +36,8 @@ def build_row(row: str, scale: str, metrics: Mapping[str, Any], recipe: str, sou
     return {"row": row, "scale": scale, "kind": metrics["kind"], "recipe": recipe,
             **{key: float(metrics[key]) for key in ("total", "quality", "semantic")},
             "dyn_deg": None if value is None else float(value),
-            "dimensions": {k: float(v) for k, v in metrics["dimensions"].items()}, "sources": dict(sources)}
+            "dimensions": {k: float(v) for k, v in metrics["dimensions"].items()}, "sources": dict(sources),
+            **({"by_objects": metrics["by_objects"]} if "by_objects" in metrics else {})}
 
 
 def training_record(summaries: Mapping[str, Mapping[str, Any]]) -> dict[str, Any]:
@@ -63,6 +64,12 @@ def pool_replicas(metrics: Sequence[Mapping[str, Any]]) -> tuple[dict[str, Any],
         pooled[key] = None if any(v is None for v in values) else float(sum(values) / len(values))
     pooled["dimensions"] = {name: float(sum(m["dimensions"][name] for m in metrics) / len(metrics))
                             for name in metrics[0]["dimensions"]}
+    pooled.pop("by_objects", None)
+    if all("by_objects" in m for m in metrics):  # the toy benchmark's split per object: replicas share prompts
+        pooled["by_objects"] = {group: {
+            "objects": sum(m["by_objects"][group]["objects"] for m in metrics),
+            **{key: sum(m["by_objects"][group][key] for m in metrics) / len(metrics) for key in split if key != "objects"},
+        } for group, split in metrics[0]["by_objects"].items()}
     spread: dict[str, Any] = {"seeds": len(metrics)}
     if all(m.get("per_video") for m in metrics):
         bounds = UNIT_BOUNDS if metrics[0].get("kind") == "toy-world" else VBENCH_BOUNDS

@@ -39,7 +39,8 @@ from pathlib import Path
 import numpy as np
 
 from raven.evaluation.scores import DIMENSIONS, UNIT_BOUNDS, vbench_scores
-from raven.world.parser import ParsedVideo, dynamic_degree, frame_metrics, parse_video, video_metrics
+from raven.world.parser import (ParsedVideo, by_objects, dynamic_degree, frame_metrics, object_matches, parse_video,
+                                video_metrics)
 from raven.world.render import REFERENCE_SIZE, as_prompt
 
 NOISE_SCALE = 64.0  # background RMS noise (0-255) at which imaging quality reaches 0
@@ -81,11 +82,12 @@ def dyn_deg_rating(speed: float) -> float:
     return 1.0 + 3.0 * min(speed / FAST_SPEED, 1.0)
 
 
-def video_scores(frames: np.ndarray, prompt: str, fps: float) -> dict[str, float]:
-    """The 16 toy stand-ins of one video plus its `dyn_deg` rating."""
+def video_scores(frames: np.ndarray, prompt: str, fps: float, parsed: ParsedVideo | None = None) -> dict[str, float]:
+    """The 16 toy stand-ins of one video plus its `dyn_deg` rating; `parsed`: `parse_video(frames)` when
+    the caller has it already."""
     frames = np.asarray(frames)
     height, width = frames.shape[1:3]
-    parsed = parse_video(frames)
+    parsed = parsed or parse_video(frames)
     m = video_metrics(frames, prompt, parsed)
     matched = ("colour", "shape", "direction", "count", "background")
     scores = {
@@ -112,11 +114,14 @@ def video_scores(frames: np.ndarray, prompt: str, fps: float) -> dict[str, float
 
 def benchmark(videos: np.ndarray, prompts: Sequence[str], fps: float) -> dict:
     """Toy-world benchmark of uint8 videos [N, T, H, W, 3] against their prompts: per-dimension means,
-    Total / Quality / Semantic (fractions), `dyn_deg` (1–4) and per-video scores."""
+    Total / Quality / Semantic (fractions), `dyn_deg` (1–4), per-video scores, and colour / shape /
+    direction per object in one- and two-object prompts (`by_objects`, raven.world.parser)."""
     if len(videos) != len(prompts) or len(videos) == 0:
         raise ValueError(f"toy benchmark needs one prompt per video and at least one video; got "
                          f"{len(videos)} videos, {len(prompts)} prompts")
-    per_video = [video_scores(v, p, fps) for v, p in zip(videos, prompts)]
+    parsed = [parse_video(np.asarray(v)) for v in videos]
+    per_video = [video_scores(v, p, fps, found) for v, p, found in zip(videos, prompts, parsed)]
+    matches = [object_matches(found, p) for found, p in zip(parsed, prompts)]
     dimensions = {name: float(np.mean([s[name] for s in per_video])) for name in DIMENSIONS}
     return {
         "kind": "toy-world",
@@ -125,6 +130,7 @@ def benchmark(videos: np.ndarray, prompts: Sequence[str], fps: float) -> dict:
         "dyn_deg": float(np.mean([s["dyn_deg"] for s in per_video])),
         "dimensions": dimensions,
         "videos": len(per_video),
+        "by_objects": by_objects(matches, list(prompts)),
         "per_video": [{"prompt": p, **s} for p, s in zip(prompts, per_video)],
     }
 

@@ -130,12 +130,15 @@ def training_run(spec: Any, stage: str, out_dir: str | Path) -> Iterator[Trainin
 
 
 def row_metrics(row: Mapping[str, Any]) -> dict[str, float]:
-    """Metrics of a row JSON: Total/Quality/Semantic/Dyn.Deg plus `dimension/<name>` per dimension."""
+    """Metrics of a row JSON: Total/Quality/Semantic/Dyn.Deg plus `dimension/<name>` per dimension, their
+    intervals, and `objects/<group>/<key>` where the toy benchmark split the row per object."""
     metrics = {name: float(row[key]) for key, name in ROW_METRIC_NAMES.items() if row.get(key) is not None}
     metrics.update({f"dimension/{name}": float(value) for name, value in (row.get("dimensions") or {}).items()})
     for key, name in ROW_METRIC_NAMES.items():  # the 95% interval over seeds and prompts, when the row has one
         if (row.get("ci") or {}).get(key) is not None:
             metrics[f"{name}/ci_low"], metrics[f"{name}/ci_high"] = (float(b) for b in row["ci"][key])
+    for group, split in (row.get("by_objects") or {}).items():  # the toy benchmark's split per object
+        metrics.update({f"objects/{group}/{key}": float(value) for key, value in split.items()})
     return metrics
 
 

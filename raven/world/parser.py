@@ -20,7 +20,7 @@ from dataclasses import dataclass, field
 import cv2
 import numpy as np
 
-from raven.world.grammar import BACKGROUNDS, COLOURS, MOTIONS, SHAPES, Prompt
+from raven.world.grammar import BACKGROUNDS, COLOURS, MOTIONS, SHAPES, Prompt, heldout_triples
 from raven.world.render import OBJECT_SIZE, REFERENCE_SIZE, as_prompt, coverage
 
 RESIDUAL_MAX = 60.0  # max distance (0-255 RGB units) between a pixel and its blend explanation
@@ -219,6 +219,36 @@ def frame_metrics(frames: np.ndarray, prompt: Prompt | str, parsed: ParsedVideo 
             "background": (np.linalg.norm(parsed.background_rgb - BACKGROUNDS[parsed.background], axis=1) < 20).astype(float)}
 
 
+MATCH_KEYS = ("colour", "shape", "direction")
+
+
+def object_matches(parsed: ParsedVideo, prompt: Prompt | str) -> list[tuple[bool, bool, bool]]:
+    """Per object the prompt names: (found with its colour, with the right shape, moving the right way)."""
+    matches = []
+    for wanted in as_prompt(prompt).objects:
+        found = parsed.objects.get(wanted.colour)
+        matches.append((found is not None, found is not None and found.shape == wanted.shape,
+                        found is not None and found.motion == wanted.motion))
+    return matches
+
+
+def by_objects(matches: list[list[tuple[bool, bool, bool]]], prompts: list[Prompt | str]) -> dict[str, dict]:
+    """Colour / shape / direction accuracy per object, in one-object prompts (`one_object`), in two-object
+    prompts (`two_objects`, where the words must be bound to the right object), and over objects whose
+    colour-shape-motion triple is held out of training (`unseen_triple`); `matches`: `object_matches` of
+    each video against its prompt."""
+    groups: dict[str, list[tuple[bool, bool, bool]]] = {"one_object": [], "two_objects": [], "unseen_triple": []}
+    for video_matches, prompt in zip(matches, prompts, strict=True):
+        objects = as_prompt(prompt).objects
+        for wanted, match in zip(objects, video_matches, strict=True):
+            groups["one_object" if len(objects) == 1 else "two_objects"].append(match)
+            if wanted.triple in heldout_triples():
+                groups["unseen_triple"].append(match)
+    return {group: {"objects": len(rows), **{f"{key}_acc": float(np.mean([row[i] for row in rows]))
+                                            for i, key in enumerate(MATCH_KEYS)}}
+            for group, rows in groups.items() if rows}
+
+
 def video_metrics(frames: np.ndarray, prompt: Prompt | str, parsed: ParsedVideo | None = None) -> dict[str, float]:
     """Scores in [0, 1] (except the raw `dynamic_degree` px, `sharpness`, `noise`) of one video vs its prompt.
 
@@ -231,16 +261,13 @@ def video_metrics(frames: np.ndarray, prompt: Prompt | str, parsed: ParsedVideo 
     frames = np.asarray(frames)
     parsed = parsed or parse_video(frames)
     scale = min(frames.shape[1:3]) / REFERENCE_SIZE
-    wanted = prompt.objects
-    found = [parsed.objects.get(o.colour) for o in wanted]
+    matches = object_matches(parsed, prompt)
     identity = [np.mean([s == f.shape for s in f.shape_per_frame]) for f in parsed.objects.values()]
     smooth = [motion_smoothness(f, scale) for f in parsed.objects.values()]
     bg_drift = np.linalg.norm(parsed.background_rgb - parsed.background_rgb[0], axis=1)
     return {
-        "colour": float(np.mean([f is not None for f in found])),
-        "shape": float(np.mean([f is not None and f.shape == o.shape for f, o in zip(found, wanted)])),
-        "direction": float(np.mean([f is not None and f.motion == o.motion for f, o in zip(found, wanted)])),
-        "count": float(len(parsed.objects) == len(wanted)),
+        **{key: float(np.mean([m[i] for m in matches])) for i, key in enumerate(MATCH_KEYS)},
+        "count": float(len(parsed.objects) == len(prompt.objects)),
         "background": float(parsed.background == prompt.background),
         "identity": float(np.mean(identity)) if identity else 0.0,
         "background_stability": float(1.0 - min(bg_drift.max() / 255.0, 1.0)),
