@@ -44,7 +44,7 @@ def main() -> None:
     parser.add_argument("--judge-only", action="store_true",
                         help="judge the finished run in --work again (final, CFG sweep, training prompts) without "
                              "training; its curve is kept as recorded")
-    parser.add_argument("--set", action="append", default=[], metavar="KEY=JSON",
+    parser.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
                         help="override one key of the scale's spec, as `raven spec --set`, e.g. "
                              "--set text_encoder.neighbour_bias=4; part of the run's identity")
     parser.add_argument("--train-prompts", type=int,

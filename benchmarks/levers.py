@@ -31,7 +31,6 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
-import yaml
 from host import machine
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -39,32 +38,6 @@ REPORT = ROOT / "benchmarks" / "reports" / "levers.json"
 METRICS = ("total", "quality", "semantic", "dyn_deg")
 TRAINED = ("dmd", "cmgrpo")
 CLIP_HISTORY = ("tf", "df")  # history modes that train on the DAG's real clips (workflow/rules/train.smk)
-
-
-def parse_sets(items: Sequence[str]) -> dict[str, Any]:
-    """`["stages.dmd.iterations=120", ...]` as a nested override {stages: {dmd: {iterations: 120}}}; each
-    value is read as YAML (numbers, lists, booleans), and `1e-3`, which YAML 1.1 leaves a string, as a number."""
-    override: dict[str, Any] = {}
-    for item in items:
-        key, sep, value = item.partition("=")
-        if not sep or not key:
-            raise SystemExit(f"--set {item!r}: write it as dotted.key=value, e.g. stages.dmd.iterations=120")
-        *parents, leaf = key.split(".")
-        node = override
-        for part in parents:
-            node = node.setdefault(part, {})
-        node[leaf] = number_or_yaml(value)
-    return override
-
-
-def number_or_yaml(text: str) -> Any:
-    value = yaml.safe_load(text)
-    if isinstance(value, str):
-        try:
-            return float(value)
-        except ValueError:
-            return value
-    return value
 
 
 def lever_spec(dag_spec: Path, override: Mapping[str, Any], tracking_uri: str):
@@ -261,7 +234,13 @@ def main(argv: Sequence[str] | None = None) -> None:
     args = parser.parse_args(argv)
     if not args.set and not args.train_prompts:
         parser.error("give --set KEY=VALUE or --train-prompts FILE: a lever without a change is the DAG's row")
-    override = parse_sets(args.set)
+    from raven.cli.spec import parse_overrides
+    from raven.config import ConfigError
+
+    try:
+        override = parse_overrides(args.set)
+    except ConfigError as error:
+        parser.error(str(error))
     name = args.name or "__".join([args.row, *(item.replace("stages.", "") for item in args.set),
                                    *([f"prompts={args.train_prompts.stem}"] if args.train_prompts else [])])
     out = Path(args.out)

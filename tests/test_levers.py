@@ -8,6 +8,7 @@ from pathlib import Path
 
 import pytest
 
+from raven.cli.spec import parse_overrides
 from raven.config import ConfigError, read_spec, resolve_spec, write_spec
 
 REPO = Path(__file__).resolve().parents[1]
@@ -15,19 +16,22 @@ sys.path.insert(0, str(REPO / "benchmarks"))
 import levers  # noqa: E402  (benchmarks/ is a folder of scripts, not a package)
 
 
-def test_sets_become_one_nested_override_with_yaml_values():
-    override = levers.parse_sets(["stages.dmd.iterations=120", "stages.dmd.student_optim.lr=3e-4",
-                                  "stages.cmgrpo.optim.betas=[0.9, 0.999]", "seeds=2"])
+def test_sets_become_one_nested_override_of_json_or_yaml_flow_values():
+    override = parse_overrides(["stages.dmd.iterations=120", "stages.dmd.student_optim.lr=3e-4",
+                                "stages.cmgrpo.optim.betas=[0.9, 0.999]", "seeds=2", "row=yes",
+                                "stages.cmgrpo.reward_weights={videoalign_TA: -2.0, aq_AES: -1}"])
     assert override == {"stages": {"dmd": {"iterations": 120, "student_optim": {"lr": 3e-4}},
-                                   "cmgrpo": {"optim": {"betas": [0.9, 0.999]}}}, "seeds": 2}
-    with pytest.raises(SystemExit, match="dotted.key=value"):
-        levers.parse_sets(["stages.dmd.iterations"])
+                                   "cmgrpo": {"optim": {"betas": [0.9, 0.999]},
+                                              "reward_weights": {"videoalign_TA": -2.0, "aq_AES": -1}}},
+                        "seeds": 2, "row": "yes"}
+    with pytest.raises(ConfigError, match="KEY=VALUE"):
+        parse_overrides(["stages.dmd.iterations"])
 
 
 def test_a_lever_changes_only_its_keys_and_writes_to_its_own_store(tmp_path):
     dag = tmp_path / "raven@s1.yaml"
     write_spec(resolve_spec(REPO / "config", "tiny", row="raven@s1"), dag)
-    spec = levers.lever_spec(dag, levers.parse_sets(["stages.dmd.iterations=77"]), "sqlite:///lever/mlflow.db")
+    spec = levers.lever_spec(dag, parse_overrides(["stages.dmd.iterations=77"]), "sqlite:///lever/mlflow.db")
     before = read_spec(dag)
     assert spec.stages["dmd"]["iterations"] == 77 and before.stages["dmd"]["iterations"] != 77
     assert spec.tracking_uri == "sqlite:///lever/mlflow.db"
@@ -35,9 +39,9 @@ def test_a_lever_changes_only_its_keys_and_writes_to_its_own_store(tmp_path):
     assert {k: v for k, v in spec.stages["dmd"].items() if k != "iterations"} == \
         {k: v for k, v in before.stages["dmd"].items() if k != "iterations"}
     with pytest.raises(ConfigError, match="iteration"):  # misspelt: named before anything trains
-        levers.lever_spec(dag, levers.parse_sets(["stages.dmd.iteration=120"]), "sqlite:///x.db")
+        levers.lever_spec(dag, parse_overrides(["stages.dmd.iteration=120"]), "sqlite:///x.db")
     with pytest.raises(SystemExit, match="no such stage"):
-        levers.lever_spec(dag, levers.parse_sets(["stages.dmdd.iterations=1"]), "sqlite:///x.db")
+        levers.lever_spec(dag, parse_overrides(["stages.dmdd.iterations=1"]), "sqlite:///x.db")
 
 
 def test_a_replica_retrains_with_the_dag_rule_command(tmp_path):
@@ -103,9 +107,9 @@ def test_a_lever_name_is_not_reused_for_other_settings(tmp_path):
         write_spec(resolve_spec(REPO / "config", "tiny", row=replica), results / "specs" / f"{replica}.yaml")
         (results / "train" / replica).mkdir(parents=True)
         (results / "train" / replica / "summary.json").write_text('{"stage": "dmd", "init": "i"}')
-    first = levers.lever_spec(results / "specs" / "raven.yaml", levers.parse_sets(["stages.dmd.iterations=77"]),
+    first = levers.lever_spec(results / "specs" / "raven.yaml", parse_overrides(["stages.dmd.iterations=77"]),
                               f"sqlite:///{work.resolve()}/mlflow.db")
     write_spec(first, work / "specs" / "raven.yaml")
     assert read_spec(work / "specs" / "raven.yaml") == first  # the same settings read back equal: a rerun resumes
     with pytest.raises(SystemExit, match="other settings"):
-        levers.run_replica("raven", results, work, levers.parse_sets(["stages.dmd.iterations=78"]))
+        levers.run_replica("raven", results, work, parse_overrides(["stages.dmd.iterations=78"]))

@@ -14,7 +14,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                     "stage that would not fit (with the lever to change).")
     parser.add_argument("--config-dir", default="config", help="folder with config.yaml, scales/ and experiments.yaml")
     parser.add_argument("--scale", help="a file config/scales/<scale>.yaml (default: config.yaml's 'scale')")
-    parser.add_argument("--set", action="append", default=[], metavar="KEY=JSON",
+    parser.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
                         help="override one key path of every spec, e.g. --set launcher.name='\"slurm\"'")
     parser.add_argument("--out", help="write the report as JSON here (e.g. benchmarks/reports/preflight.json)")
     parser.add_argument("--warn-only", action="store_true",
