@@ -84,9 +84,9 @@ def run_dag(scale: str) -> dict:
 
 
 def score_tables(results: Path) -> tuple[dict, list]:
-    """({table: {label: {total, quality, semantic, dyn_deg, their ci_*, recipe[, by_objects]}}}, comparisons) from every score
-    table's JSON (`raven tables`): values on the table's scale (Total/Quality/Semantic in %), each with its 95%
-    interval over seeds and prompts, and the tested comparisons of config/experiments.yaml."""
+    """({table: {label: {total, quality, semantic, dyn_deg, their ci_*, recipe[, by_objects]}}}, comparisons)
+    from every score table's JSON (`raven tables`): values on the table's scale (Total/Quality/Semantic in %),
+    each with its 95% interval over seeds and prompts, and the tested comparisons of config/experiments.yaml."""
     tables = yaml.safe_load((ROOT / "config" / "experiments.yaml").read_text())["tables"]
     out, comparisons = {}, []
     for table in tables:

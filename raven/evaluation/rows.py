@@ -66,10 +66,11 @@ def pool_replicas(metrics: Sequence[Mapping[str, Any]]) -> tuple[dict[str, Any],
                             for name in metrics[0]["dimensions"]}
     pooled.pop("by_objects", None)
     if all("by_objects" in m for m in metrics):  # the toy benchmark's split per object: replicas share prompts
-        pooled["by_objects"] = {group: {
-            "objects": sum(m["by_objects"][group]["objects"] for m in metrics),
-            **{key: sum(m["by_objects"][group][key] for m in metrics) / len(metrics) for key in split if key != "objects"},
-        } for group, split in metrics[0]["by_objects"].items()}
+        pooled["by_objects"] = {}
+        for group, split in metrics[0]["by_objects"].items():  # objects add up over replicas, rates average
+            values = {key: [m["by_objects"][group][key] for m in metrics] for key in split}
+            pooled["by_objects"][group] = {key: sum(v) if key == "objects" else sum(v) / len(v)
+                                           for key, v in values.items()}
     spread: dict[str, Any] = {"seeds": len(metrics)}
     if all(m.get("per_video") for m in metrics):
         bounds = UNIT_BOUNDS if metrics[0].get("kind") == "toy-world" else VBENCH_BOUNDS
