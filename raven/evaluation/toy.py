@@ -119,9 +119,11 @@ def benchmark(videos: np.ndarray, prompts: Sequence[str], fps: float) -> dict:
     if len(videos) != len(prompts) or len(videos) == 0:
         raise ValueError(f"toy benchmark needs one prompt per video and at least one video; got "
                          f"{len(videos)} videos, {len(prompts)} prompts")
-    parsed = [parse_video(np.asarray(v)) for v in videos]
-    per_video = [video_scores(v, p, fps, found) for v, p, found in zip(videos, prompts, parsed)]
-    matches = [object_matches(found, p) for found, p in zip(parsed, prompts)]
+    per_video, matches = [], []
+    for video, prompt in zip(videos, prompts):  # one parse per video, not kept once both are read from it
+        parsed = parse_video(np.asarray(video))
+        per_video.append(video_scores(video, prompt, fps, parsed))
+        matches.append(object_matches(parsed, prompt))
     dimensions = {name: float(np.mean([s[name] for s in per_video])) for name in DIMENSIONS}
     return {
         "kind": "toy-world",
